@@ -1,0 +1,49 @@
+# Sorna: the commands people (and CI) type. See README.md.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PKGS := sorna-common sorna-manager sorna-agent sorna-client sorna-repl sorna-media
+STAMP := $(VENV)/.sorna-installed
+PYPROJECTS := pyproject.toml $(foreach p,$(PKGS),$(p)/pyproject.toml)
+PIP_QUIET := --quiet --disable-pip-version-check
+MYPY_TARGETS := -p sorna.common -p sorna.gateway -p sorna.manager -p sorna.agent -p sorna.client -p sorna.repl -p sorna.media
+
+.PHONY: install test test-fast lint fmt bench clean jail images image
+
+install: $(STAMP)
+
+$(STAMP): $(PYPROJECTS)
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "==> installing Sorna packages (editable, with test extras) into $(VENV)"
+	@$(BIN)/pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	@set -o pipefail; $(BIN)/pip install $(PIP_QUIET) \
+		$(foreach p,$(PKGS),-e ./$(p)[test]) -e .[dev] 2>&1 | grep -v "^WARNING: Location" ; \
+		test $${PIPESTATUS[0]} -eq 0
+	@touch $(STAMP)
+
+jail: install
+	@$(BIN)/python -m sorna.repl.jailbuild
+
+test: install lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# While working: skip slow and Docker tests. CI always runs `make test`.
+test-fast: install
+	$(BIN)/pytest -m "not slow and not docker" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_TARGETS)
+
+fmt: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	@for b in bench/*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) dist build .mypy_cache .ruff_cache .pytest_cache sorna-repl/jail/bin
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,3 @@
+"""Sorna agent."""
+
+__version__ = "0.1.0"

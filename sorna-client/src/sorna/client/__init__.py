@@ -1,0 +1,3 @@
+"""Sorna client."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Sorna's test harness: real servers started on free ports, for every package's tests."""

@@ -1,0 +1,3 @@
+"""Sorna gateway."""
+
+__version__ = "0.1.0"

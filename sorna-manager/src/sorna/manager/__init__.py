@@ -1,0 +1,3 @@
+"""Sorna manager."""
+
+__version__ = "0.1.0"

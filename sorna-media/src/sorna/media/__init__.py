@@ -1,0 +1,3 @@
+"""Sorna media."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""Sorna repl."""
+
+__version__ = "0.1.0"
