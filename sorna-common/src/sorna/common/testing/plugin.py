@@ -1,1 +1,1 @@
-"""The pytest plugin every Sorna package's tests use (registered as the ``sorna`` pytest11 entry point)."""
+"""The pytest plugin of every Sorna package (the ``sorna`` pytest11 entry point)."""

@@ -1,0 +1,42 @@
+"""Default ports, label names and limits: each fact spelled once."""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Agent RPC (ZMQ ROUTER) port.
+AGENT_RPC_PORT: Final = 6001
+#: Gateway HTTP port.
+GATEWAY_HTTP_PORT: Final = 8080
+#: REPL daemon ports inside a kernel with a network: input (PULL), output (PUSH), PTY in/out.
+REPL_INPUT_PORT: Final = 2000
+REPL_OUTPUT_PORT: Final = 2001
+REPL_PTY_INPUT_PORT: Final = 2002
+REPL_PTY_OUTPUT_PORT: Final = 2003
+#: ipc socket names inside the bind-mounted ipc directory (kernels without a network).
+REPL_INPUT_IPC_NAME: Final = "repl-in.sock"
+REPL_OUTPUT_IPC_NAME: Final = "repl-out.sock"
+
+#: Protocol version of the REPL wire protocol and of the image labels.
+REPL_PROTOCOL_VERSION: Final = 2
+#: RPC envelope version.
+RPC_VERSION: Final = 1
+
+#: Kernel image labels (PROTOCOLS.md section 4).
+LABEL_VERSION: Final = "io.sorna.version"
+LABEL_LANG: Final = "io.sorna.lang"
+LABEL_MAXMEM: Final = "io.sorna.maxmem"
+LABEL_MAXCORES: Final = "io.sorna.maxcores"
+LABEL_TIMEOUT: Final = "io.sorna.timeout"
+LABEL_FEATURES: Final = "io.sorna.features"
+LABEL_ENVS_CORECOUNT: Final = "io.sorna.envs.corecount"
+
+#: Paths inside a kernel container.
+KERNEL_WORK_DIR: Final = "/home/work"
+KERNEL_SORNA_DIR: Final = "/home/sorna"
+KERNEL_JAIL_PATH: Final = "/home/sorna/jail"
+
+#: Default Redis namespace.
+REDIS_NAMESPACE: Final = "sorna"
+#: Agent heartbeat interval (seconds); the alive key lives three of them.
+HEARTBEAT_INTERVAL: Final = 3.0
