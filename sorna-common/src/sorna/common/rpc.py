@@ -1,0 +1,493 @@
+"""Gateway -> agent RPC over ZMQ and msgpack (PROTOCOLS.md section 1).
+
+The agent runs an :class:`RPCServer` (a bound ROUTER socket). A caller keeps one
+:class:`RPCClient` (a connected DEALER socket) per agent, shared by concurrent calls; replies
+are matched to calls by id, not by order. :class:`RPCClientPool` keeps one client per address.
+
+Failures surface as the exceptions of ``sorna.common.errors``::
+
+    RPCError
+    ├── RPCTimeout           no reply within the call's timeout (no pending entry is left)
+    ├── RPCClosed            the client was closed while the call was pending
+    └── RemoteError          the handler failed; ``type`` is the wire ``error.type``
+        └── MethodNotFound   the server has no such method
+
+A request that cannot be encoded raises ``CodecError`` in the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Final, NotRequired, Self, TypedDict
+
+import zmq
+import zmq.asyncio
+
+from sorna.common.codec import packb, unpackb
+from sorna.common.constants import RPC_VERSION
+from sorna.common.errors import (
+    CodecError,
+    MethodNotFound,
+    RemoteError,
+    RPCClosed,
+    RPCError,
+    RPCTimeout,
+    SornaError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Seconds a call waits for its reply unless the method or the call says otherwise.
+DEFAULT_CALL_TIMEOUT: Final = 30.0
+
+#: ``error.type`` values this module produces itself.
+ERROR_METHOD_NOT_FOUND: Final = "method-not-found"
+ERROR_INTERNAL: Final = "internal-error"
+ERROR_BAD_REQUEST: Final = "bad-request"
+ERROR_BAD_REPLY: Final = "bad-reply"
+
+# Queue limits per peer: deep enough that thousands of concurrent calls never hit them.
+_HWM: Final = 100_000
+_RECONNECT_IVL_MS: Final = 100
+_RECONNECT_IVL_MAX_MS: Final = 2_000
+# ZMTP heartbeats notice a peer that vanished without closing its connection.
+_HEARTBEAT_IVL_MS: Final = 5_000
+_HEARTBEAT_TIMEOUT_MS: Final = 15_000
+# The server reader yields to handler tasks after this many back-to-back requests.
+_READ_BATCH: Final = 256
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+"""An RPC method: takes the request's ``params`` and returns the reply's ``result``."""
+
+
+class ErrorInfo(TypedDict):
+    """The ``error`` member of a failed reply."""
+
+    type: str
+    message: str
+    data: Any
+
+
+class Request(TypedDict):
+    """A request map."""
+
+    v: int
+    id: str
+    method: str
+    params: Mapping[str, Any]
+    deadline: NotRequired[float]
+
+
+class Reply(TypedDict):
+    """A reply map: exactly one of ``result`` and ``error`` is present."""
+
+    v: int
+    id: str
+    result: NotRequired[Any]
+    error: NotRequired[ErrorInfo]
+
+
+def _configure(sock: zmq.asyncio.Socket) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, _HWM)
+    sock.setsockopt(zmq.RCVHWM, _HWM)
+    sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_IVL_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_IVL_MAX_MS)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, _HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _HEARTBEAT_TIMEOUT_MS)
+
+
+def _error_type(exc: SornaError) -> str:
+    """Return the wire type of a Sorna exception: ``RPCTimeout`` -> ``rpc-timeout``."""
+    name = type(exc).__name__
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name).lower()
+
+
+def _remote_error(error: object) -> RemoteError:
+    if not isinstance(error, dict):
+        return RemoteError(ERROR_BAD_REPLY, f"reply error is not a map: {error!r}")
+    type_ = str(error.get("type", ERROR_INTERNAL))
+    message = str(error.get("message", ""))
+    data = error.get("data")
+    if type_ == ERROR_METHOD_NOT_FOUND:
+        return MethodNotFound(message, data)
+    return RemoteError(type_, message, data)
+
+
+async def _wait_cancelled(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they have finished."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+class RPCServer:
+    """Serve RPC methods on a bound ROUTER socket; each request runs as its own task."""
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        handlers: Mapping[str, Handler],
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self._bind_address = address
+        self._handlers = dict(handlers)
+        self._context = context
+        self._owns_context = context is None
+        self._sock: zmq.asyncio.Socket | None = None
+        self._bound: str | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def address(self) -> str:
+        """Return the bound endpoint, e.g. ``tcp://127.0.0.1:41234`` for ``tcp://127.0.0.1:0``."""
+        if self._bound is None:
+            raise RuntimeError("RPCServer is not started")
+        return self._bound
+
+    async def start(self) -> None:
+        """Bind the socket and start serving."""
+        if self._sock is not None:
+            raise RuntimeError("RPCServer is already started")
+        if self._context is None:
+            self._context = zmq.asyncio.Context()
+        sock = self._context.socket(zmq.ROUTER)
+        _configure(sock)
+        try:
+            sock.bind(self._bind_address)
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
+        self._sock = sock
+        self._bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._reader = asyncio.create_task(self._read_loop(), name=f"rpc-server {self._bound}")
+        log.info("RPC server listening on %s", self._bound)
+
+    async def close(self) -> None:
+        """Stop serving: cancel running handlers, wait for them, and close the socket."""
+        tasks = set(self._tasks)
+        if self._reader is not None:
+            tasks.add(self._reader)
+            self._reader = None
+        await _wait_cancelled(tasks)
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+            log.info("RPC server on %s closed", self._bound)
+        if self._owns_context and self._context is not None:
+            self._context.term()
+            self._context = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _read_loop(self) -> None:
+        assert self._sock is not None
+        sock = self._sock
+        while True:
+            # A ready message is returned without a trip through the event loop, so yield
+            # now and then to let handler tasks run under a flood of requests.
+            for _ in range(_READ_BATCH):
+                frames = await sock.recv_multipart()
+                await self._on_request(frames)
+            await asyncio.sleep(0)
+
+    async def _on_request(self, frames: list[bytes]) -> None:
+        routing, body = frames[:-1], frames[-1]
+        try:
+            request = unpackb(body)
+        except CodecError as exc:
+            log.warning("RPC server %s: dropping undecodable request: %s", self._bound, exc)
+            return
+        req_id = request.get("id") if isinstance(request, dict) else None
+        if not isinstance(req_id, str):
+            log.warning("RPC server %s: dropping request without an id", self._bound)
+            return
+        method = request.get("method")
+        params = request.get("params", {})
+        deadline = request.get("deadline")
+        if (
+            request.get("v") != RPC_VERSION
+            or not isinstance(method, str)
+            or not isinstance(params, dict)
+            or not (deadline is None or isinstance(deadline, int | float))
+        ):
+            await self._send_error(routing, req_id, ERROR_BAD_REQUEST, "malformed request")
+            return
+        if deadline is not None and deadline < time.time():
+            log.debug("RPC server %s: dropping expired %s request %s", self._bound, method, req_id)
+            return
+        handler = self._handlers.get(method)
+        if handler is None:
+            await self._send_error(routing, req_id, ERROR_METHOD_NOT_FOUND, f"no method {method!r}")
+            return
+        task = asyncio.create_task(self._serve(handler, routing, req_id, method, params))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(
+        self,
+        handler: Handler,
+        routing: list[bytes],
+        req_id: str,
+        method: str,
+        params: dict[str, Any],
+    ) -> None:
+        try:
+            result = await handler(params)
+        except RemoteError as exc:
+            await self._send_error(routing, req_id, exc.type, exc.message, exc.data)
+        except SornaError as exc:
+            log.info("RPC method %s failed: %r", method, exc)
+            await self._send_error(routing, req_id, _error_type(exc), str(exc))
+        except Exception as exc:
+            log.exception("RPC method %s raised", method)
+            await self._send_error(routing, req_id, ERROR_INTERNAL, f"{type(exc).__name__}: {exc}")
+        else:
+            try:
+                body = packb({"v": RPC_VERSION, "id": req_id, "result": result})
+            except CodecError as exc:
+                log.error("RPC method %s returned an unencodable result: %s", method, exc)
+                await self._send_error(routing, req_id, _error_type(exc), str(exc))
+                return
+            await self._send(routing, body)
+
+    async def _send_error(
+        self, routing: list[bytes], req_id: str, type_: str, message: str, data: Any = None
+    ) -> None:
+        reply: Reply = {
+            "v": RPC_VERSION,
+            "id": req_id,
+            "error": {"type": type_, "message": message, "data": data},
+        }
+        try:
+            body = packb(reply)
+        except CodecError:
+            reply["error"]["data"] = None
+            body = packb(reply)
+        await self._send(routing, body)
+
+    async def _send(self, routing: list[bytes], body: bytes) -> None:
+        if self._sock is None:
+            return
+        # ROUTER never blocks on send: it queues, or drops for a peer that has gone away.
+        await self._sock.send_multipart([*routing, body], zmq.DONTWAIT)
+
+
+class RPCClient:
+    """Call RPC methods of one server through a DEALER socket shared by concurrent calls."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        context: zmq.asyncio.Context | None = None,
+        timeout: float = DEFAULT_CALL_TIMEOUT,
+        method_timeouts: Mapping[str, float] | None = None,
+    ) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._method_timeouts = dict(method_timeouts or {})
+        self._owns_context = context is None
+        self._context = context if context is not None else zmq.asyncio.Context()
+        self._sock = self._context.socket(zmq.DEALER)
+        _configure(self._sock)
+        self._sock.connect(address)
+        self._ids = itertools.count()
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def address(self) -> str:
+        """Return the server endpoint this client connects to."""
+        return self._address
+
+    @property
+    def pending(self) -> int:
+        """Return the number of calls waiting for a reply."""
+        return len(self._pending)
+
+    async def call(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - it also becomes the request's deadline
+    ) -> Any:
+        """Call ``method`` and return its result.
+
+        ``timeout`` defaults to the method's configured timeout, else the client's. Raise
+        RPCTimeout, RPCClosed, RemoteError (MethodNotFound for an unknown method) or CodecError.
+        """
+        if self._closed:
+            raise RPCClosed(f"RPC client for {self._address} is closed")
+        if timeout is None:
+            timeout = self._method_timeouts.get(method, self._timeout)
+        loop = asyncio.get_running_loop()
+        if self._reader is None:
+            self._reader = loop.create_task(self._read_loop(), name=f"rpc-client {self._address}")
+        req_id = f"{next(self._ids):x}"
+        request: Request = {
+            "v": RPC_VERSION,
+            "id": req_id,
+            "method": method,
+            "params": params if params is not None else {},
+            "deadline": time.time() + timeout,
+        }
+        body = packb(request)
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending[req_id] = future
+        timer = loop.call_later(timeout, self._expire, req_id, method, timeout)
+        try:
+            try:
+                await self._sock.send(body, zmq.DONTWAIT)
+            except zmq.Again:
+                raise RPCError(f"send queue to {self._address} is full") from None
+            return await future
+        finally:
+            timer.cancel()
+            del self._pending[req_id]
+
+    def _expire(self, req_id: str, method: str, timeout: float) -> None:
+        future = self._pending.get(req_id)
+        if future is not None and not future.done():
+            future.set_exception(
+                RPCTimeout(f"{method} on {self._address}: no reply within {timeout:g} s")
+            )
+
+    async def _read_loop(self) -> None:
+        sock = self._sock
+        pending = self._pending
+        while True:
+            frames = await sock.recv_multipart()
+            try:
+                reply = unpackb(frames[-1])
+            except CodecError as exc:
+                log.warning("RPC client %s: dropping undecodable reply: %s", self._address, exc)
+                continue
+            req_id = reply.get("id") if isinstance(reply, dict) else None
+            future = pending.get(req_id) if isinstance(req_id, str) else None
+            if future is None or future.done():
+                log.debug("RPC client %s: dropping late or unknown reply", self._address)
+                continue
+            if "error" in reply:
+                future.set_exception(_remote_error(reply["error"]))
+            else:
+                future.set_result(reply.get("result"))
+
+    async def close(self) -> None:
+        """Fail pending calls with RPCClosed and close the socket. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(RPCClosed(f"RPC client for {self._address} closed"))
+        if self._reader is not None:
+            await _wait_cancelled({self._reader})
+            self._reader = None
+        self._sock.close(linger=0)
+        if self._owns_context:
+            self._context.term()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class RPCClientPool:
+    """Keep one :class:`RPCClient` per server address, created on first use, closed together."""
+
+    def __init__(
+        self,
+        *,
+        context: zmq.asyncio.Context | None = None,
+        timeout: float = DEFAULT_CALL_TIMEOUT,
+        method_timeouts: Mapping[str, float] | None = None,
+    ) -> None:
+        self._owns_context = context is None
+        self._context = context if context is not None else zmq.asyncio.Context()
+        self._timeout = timeout
+        self._method_timeouts = dict(method_timeouts or {})
+        self._clients: dict[str, RPCClient] = {}
+        self._closed = False
+
+    def get(self, address: str) -> RPCClient:
+        """Return the client for ``address``, connecting it if needed."""
+        if self._closed:
+            raise RPCClosed("RPC client pool is closed")
+        client = self._clients.get(address)
+        if client is None:
+            client = RPCClient(
+                address,
+                context=self._context,
+                timeout=self._timeout,
+                method_timeouts=self._method_timeouts,
+            )
+            self._clients[address] = client
+        return client
+
+    async def call(
+        self,
+        address: str,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - see RPCClient.call
+    ) -> Any:
+        """Call ``method`` on the server at ``address``; see :meth:`RPCClient.call`."""
+        return await self.get(address).call(method, params, timeout=timeout)
+
+    async def discard(self, address: str) -> None:
+        """Close and forget the client for ``address`` (e.g. when its agent is lost)."""
+        client = self._clients.pop(address, None)
+        if client is not None:
+            await client.close()
+
+    async def close(self) -> None:
+        """Close every client (failing their pending calls) and the pool's own context."""
+        if self._closed:
+            return
+        self._closed = True
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+        if self._owns_context:
+            self._context.term()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
