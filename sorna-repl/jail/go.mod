@@ -1,0 +1,3 @@
+module sorna/jail
+
+go 1.27

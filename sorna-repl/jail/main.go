@@ -1,0 +1,124 @@
+// Command jail runs a program under a seccomp-bpf filter and a ptrace
+// tracer that checks the arguments of the calls the filter cannot decide.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == childMarker {
+		os.Exit(runChild(os.Args[2:]))
+	}
+	os.Exit(runJail(os.Args[1:]))
+}
+
+func usage(fs *flag.FlagSet) {
+	fmt.Fprintln(os.Stderr, "usage: jail [-policy FILE] [-debug] [-watch] -- /abs/program [args...]")
+	fs.PrintDefaults()
+}
+
+func runJail(args []string) int {
+	fs := flag.NewFlagSet("jail", flag.ContinueOnError)
+	policyPath := fs.String("policy", "", "policy JSON file (default: the built-in default policy)")
+	debug := fs.Bool("debug", false, "log every decision the tracer makes")
+	watch := fs.Bool("watch", false, "allow everything, log what the policy would deny")
+	fs.Usage = func() { usage(fs) }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	argv := fs.Args()
+	if len(argv) == 0 || !strings.HasPrefix(argv[0], "/") {
+		usage(fs)
+		return 2
+	}
+	policy := DefaultPolicy()
+	if *policyPath != "" {
+		var err error
+		if policy, err = LoadPolicy(*policyPath); err != nil {
+			fmt.Fprintln(os.Stderr, "jail:", err)
+			return 2
+		}
+	}
+	filter := encodeFilter(assembleFilter(filterOptions{policy: &policy, watch: *watch}))
+
+	// Every ptrace request must come from the thread that seized the child.
+	runtime.LockOSThread()
+	// Orphans of the program are re-parented to us, so none is left behind.
+	syscall.RawSyscall6(syscall.SYS_PRCTL, 36 /* PR_SET_CHILD_SUBREAPER */, 1, 0, 0, 0, 0)
+
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jail:", err)
+		return 2
+	}
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jail:", err)
+		return 2
+	}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	pid, err := syscall.ForkExec(self, append([]string{self, childMarker}, argv...), &syscall.ProcAttr{
+		Env:   programEnv(&policy),
+		Files: []uintptr{0, 1, 2, rd.Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	rd.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jail: cannot start:", err)
+		return 2
+	}
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PTRACE, ptraceSeize, uintptr(pid), 0, ptraceOptions, 0, 0); e != 0 {
+		fmt.Fprintln(os.Stderr, "jail: PTRACE_SEIZE:", e)
+		syscall.Kill(pid, syscall.SIGKILL)
+		return 2
+	}
+	if _, err := wr.Write(filter); err != nil {
+		fmt.Fprintln(os.Stderr, "jail: cannot send the filter:", err)
+		syscall.Kill(pid, syscall.SIGKILL)
+		return 2
+	}
+	wr.Close()
+	go forwardSignals(signals, pid)
+	return newTracer(&policy, pid, *debug, *watch).run()
+}
+
+// forwardSignals passes the first SIGINT/SIGTERM to the program's process
+// group and kills the group on the second.
+func forwardSignals(signals <-chan os.Signal, pgid int) {
+	first := true
+	for s := range signals {
+		if first {
+			syscall.Kill(-pgid, s.(syscall.Signal))
+			first = false
+			continue
+		}
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		// The main process may have left the group: kill it too; the tracer
+		// then ends whatever is left.
+		syscall.Kill(pgid, syscall.SIGKILL)
+	}
+}
+
+// programEnv builds the program's environment from the policy.
+func programEnv(p *Policy) []string {
+	var env []string
+	for _, k := range p.PreservedEnvKeys {
+		if v, ok := os.LookupEnv(k); ok {
+			if _, over := p.ExtraEnvs[k]; !over {
+				env = append(env, k+"="+v)
+			}
+		}
+	}
+	for k, v := range p.ExtraEnvs {
+		env = append(env, k+"="+v)
+	}
+	return env
+}

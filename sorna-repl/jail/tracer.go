@@ -1,0 +1,496 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// Ptrace constants not in the syscall package.
+const (
+	ptraceSeize         = 0x4206
+	ptraceOTraceFork    = 0x2
+	ptraceOTraceVfork   = 0x4
+	ptraceOTraceClone   = 0x8
+	ptraceOTraceExec    = 0x10
+	ptraceOTraceSeccomp = 0x80
+	ptraceOExitKill     = 0x100000
+	ptraceEventFork     = 1
+	ptraceEventVfork    = 2
+	ptraceEventClone    = 3
+	ptraceEventExec     = 4
+	ptraceEventSeccomp  = 7
+	ptraceEventStop     = 128
+	ptraceOptions       = ptraceOTraceFork | ptraceOTraceVfork | ptraceOTraceClone | ptraceOTraceExec | ptraceOTraceSeccomp | ptraceOExitKill
+	cloneThread         = 0x10000
+	cloneUntraced       = 0x00800000
+	cloneNamespaces     = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80 // NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME
+	forkBombThreshold   = 256
+	oWriteMaskForChecks = openWriteFlags
+	oNofollow           = 0x20000
+	oCreat              = 0x40
+	oExcl               = 0x80
+	oTmpfile            = 0x400000
+)
+
+// task is one traced thread.
+type task struct {
+	tgid int
+	// pending holds the flags of an approved clone not yet reported.
+	pending      bool
+	pendingFlags uint64
+}
+
+// tracer follows the program's whole tree and decides traced calls.
+type tracer struct {
+	policy     *Policy
+	debug      bool
+	watch      bool
+	root       int
+	tasks      map[int]*task
+	names      map[uint32]string
+	execs      int // execve calls approved after the first
+	forks      int // processes created
+	limitHits  int
+	firstExec  bool
+	exitStatus int
+	rootDone   bool
+}
+
+func newTracer(p *Policy, root int, debug, watch bool) *tracer {
+	t := &tracer{policy: p, debug: debug, watch: watch, root: root, tasks: map[int]*task{}, names: map[uint32]string{}}
+	for name, nr := range syscallNumbers {
+		t.names[nr] = name
+	}
+	t.tasks[root] = &task{tgid: root}
+	return t
+}
+
+func (t *tracer) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "jail: "+format+"\n", args...)
+}
+
+// live counts tasks besides the program's main thread, including approved
+// clones whose child has not been reported yet.
+func (t *tracer) live() int {
+	n := len(t.tasks) - 1
+	for _, tk := range t.tasks {
+		if tk.pending {
+			n++
+		}
+	}
+	return n
+}
+
+// inTree reports whether tgid is a process of the traced tree.
+func (t *tracer) inTree(tgid int) bool {
+	for _, tk := range t.tasks {
+		if tk.tgid == tgid {
+			return true
+		}
+	}
+	return false
+}
+
+// killAll ends every traced process.
+func (t *tracer) killAll() {
+	for tid, tk := range t.tasks {
+		syscall.Kill(tk.tgid, syscall.SIGKILL)
+		syscall.Tgkill(tk.tgid, tid, syscall.SIGKILL)
+	}
+}
+
+func (t *tracer) cont(tid int, sig int) {
+	syscall.PtraceCont(tid, sig)
+}
+
+// run waits on the tree until every traced task is gone and returns the
+// program's exit status.
+func (t *tracer) run() int {
+	for {
+		var ws syscall.WaitStatus
+		tid, err := syscall.Wait4(-1, &ws, syscall.WALL, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			break
+		}
+		tk := t.tasks[tid]
+		if tk == nil && !ws.Exited() && !ws.Signaled() {
+			// A new child can report before its parent's clone event.
+			tk = &task{tgid: tid}
+			t.tasks[tid] = tk
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			delete(t.tasks, tid)
+			if tid == t.root {
+				if ws.Exited() {
+					t.exitStatus = ws.ExitStatus()
+				} else {
+					t.exitStatus = 128 + int(ws.Signal())
+				}
+				t.rootDone = true
+				t.killAll()
+			}
+		case ws.Stopped():
+			t.stopped(tid, tk, ws)
+		}
+	}
+	return t.exitStatus
+}
+
+func (t *tracer) stopped(tid int, tk *task, ws syscall.WaitStatus) {
+	sig := ws.StopSignal()
+	event := int(ws>>16) & 0xff
+	if sig == syscall.SIGTRAP && event != 0 || event == ptraceEventStop {
+		switch event {
+		case ptraceEventSeccomp:
+			t.seccompStop(tid, tk)
+			return
+		case ptraceEventClone, ptraceEventFork, ptraceEventVfork:
+			msg, err := syscall.PtraceGetEventMsg(tid)
+			if err == nil {
+				child := int(msg)
+				tgid := child
+				if event == ptraceEventClone && tk.pending && tk.pendingFlags&cloneThread != 0 {
+					tgid = tk.tgid
+				}
+				if c := t.tasks[child]; c != nil {
+					c.tgid = tgid
+				} else {
+					t.tasks[child] = &task{tgid: tgid}
+				}
+			}
+			tk.pending = false
+		case ptraceEventExec:
+			if msg, err := syscall.PtraceGetEventMsg(tid); err == nil && int(msg) != tid {
+				// A non-leader thread executed: it now has the leader's id.
+				delete(t.tasks, int(msg))
+			}
+			tk.tgid = tid
+		}
+		t.cont(tid, 0)
+		return
+	}
+	// Signal-delivery stop: pass the signal on.
+	t.cont(tid, int(sig))
+}
+
+// seccompStop decides one traced call.
+func (t *tracer) seccompStop(tid int, tk *task) {
+	// A clone that never produced a child failed; forget it.
+	tk.pending = false
+	r, err := getRegs(tid)
+	if err != nil {
+		return // the task died under us
+	}
+	nr := r.nr()
+	name := t.names[nr]
+	if name == "" {
+		name = "syscall_" + strconv.Itoa(int(nr))
+	}
+	if t.watch {
+		if msg, err := syscall.PtraceGetEventMsg(tid); err == nil && msg == traceWatchDeny {
+			t.logf("watch: pid %d: would deny %s (not allowed by the filter)", tid, name)
+			t.cont(tid, 0)
+			return
+		}
+	}
+	errno, why := t.decide(tid, tk, name, r)
+	if errno == 0 {
+		if t.debug {
+			t.logf("pid %d: allow %s %s", tid, name, why)
+		}
+		t.cont(tid, 0)
+		return
+	}
+	if t.watch {
+		t.logf("watch: pid %d: would deny %s %s (%v)", tid, name, why, errno)
+		t.cont(tid, 0)
+		return
+	}
+	if t.debug {
+		t.logf("pid %d: deny %s %s (%v)", tid, name, why, errno)
+	}
+	if err := r.skipWithErrno(tid, errno); err == nil {
+		t.cont(tid, 0)
+	}
+	if t.limitHits >= forkBombThreshold {
+		t.logf("process limit hit %d times: killing the program", t.limitHits)
+		t.killAll()
+	}
+}
+
+// decide returns 0 to allow the call, or the errno to fail it with, plus a
+// description for the logs.
+func (t *tracer) decide(tid int, tk *task, name string, r *regs) (syscall.Errno, string) {
+	res := resolver{tgid: tk.tgid, tid: tid}
+	switch checkedSyscalls[name] {
+	case checkOpen:
+		return t.decideOpen(res, name, r)
+	case checkExec:
+		return t.decideExec(res, name, r)
+	case checkPath:
+		return t.decidePath(res, name, r)
+	case checkProc:
+		return t.decideProc(tid, tk, name, r)
+	case checkSignal:
+		return t.decideSignal(name, r)
+	}
+	return syscall.EPERM, "(unknown call)"
+}
+
+// writable checks a resolved path against the write globs.
+func (t *tracer) writable(p string, err error) (syscall.Errno, string) {
+	if err != nil {
+		if en, ok := err.(syscall.Errno); ok && en == syscall.ENOENT {
+			return syscall.ENOENT, "(no such path)"
+		}
+		return syscall.EPERM, fmt.Sprintf("(unresolvable path: %v)", err)
+	}
+	if matchAny(t.policy.PathRules.Write, p) {
+		return 0, p
+	}
+	return syscall.EPERM, p
+}
+
+func (t *tracer) decideOpen(res resolver, name string, r *regs) (syscall.Errno, string) {
+	var dirfd int32 = atFdCwd
+	var pathArg uint64
+	var flags uint64
+	switch name {
+	case "open":
+		pathArg, flags = r.arg(0), r.arg(1)
+	case "creat":
+		pathArg, flags = r.arg(0), 0x1|oCreat|0x200
+	case "openat":
+		dirfd, pathArg, flags = int32(r.arg(0)), r.arg(1), r.arg(2)
+	case "openat2":
+		dirfd, pathArg = int32(r.arg(0)), r.arg(1)
+		b, err := readMem(res.tid, r.arg(2), 8)
+		if err != nil || len(b) < 8 {
+			return syscall.EFAULT, "(unreadable open_how)"
+		}
+		flags = uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24
+	}
+	path, err := readString(res.tid, pathArg)
+	if err != nil {
+		return syscall.EFAULT, "(unreadable path)"
+	}
+	follow := flags&oNofollow == 0 && !(flags&oCreat != 0 && flags&oExcl != 0)
+	if flags&oWriteMaskForChecks == 0 {
+		if t.policy.readsUnrestricted() {
+			return 0, path + " (read)"
+		}
+		p, err := res.resolve(dirfd, path, follow)
+		if err != nil {
+			return 0, path + " (read, unresolvable: the kernel decides)"
+		}
+		if matchAny(t.policy.PathRules.Read, p) {
+			return 0, p + " (read)"
+		}
+		return syscall.EPERM, p + " (read)"
+	}
+	p, err := res.resolve(dirfd, path, follow)
+	if err == nil && flags&oTmpfile == oTmpfile {
+		p += "/.tmpfile"
+	}
+	return t.writable(p, err)
+}
+
+func (t *tracer) decideExec(res resolver, name string, r *regs) (syscall.Errno, string) {
+	var p string
+	var err error
+	if name == "execve" {
+		var path string
+		if path, err = readString(res.tid, r.arg(0)); err != nil {
+			return syscall.EFAULT, "(unreadable path)"
+		}
+		p, err = res.resolve(atFdCwd, path, true)
+	} else {
+		dirfd, flags := int32(r.arg(0)), r.arg(4)
+		var path string
+		if path, err = readString(res.tid, r.arg(1)); err != nil {
+			return syscall.EFAULT, "(unreadable path)"
+		}
+		if path == "" && flags&atEmptyPath != 0 {
+			p, err = res.fdPath(dirfd)
+		} else {
+			p, err = res.resolve(dirfd, path, flags&atSymlinkNofollow == 0)
+		}
+	}
+	if !t.firstExec {
+		// The program named on the command line.
+		t.firstExec = true
+		return 0, p + " (the program)"
+	}
+	if err != nil {
+		return syscall.EPERM, fmt.Sprintf("(unresolvable target: %v)", err)
+	}
+	if t.policy.ExecAllowance >= 0 && t.execs >= t.policy.ExecAllowance {
+		return syscall.EPERM, p + " (exec allowance used up)"
+	}
+	if !matchAny(t.policy.PathRules.Exec, p) {
+		return syscall.EPERM, p + " (not in exec globs)"
+	}
+	t.execs++
+	return 0, p
+}
+
+// pathArgs lists, per call, the (dirfd arg, path arg, follow) of each path
+// it writes; dirfd -1 means AT_FDCWD and path -1 means the fd itself.
+type pathArg struct {
+	dirfd, path int
+	follow      bool
+	flagsArg    int // argument holding AT_* flags, or -1
+}
+
+var pathArgs = map[string][]pathArg{
+	"unlink":       {{-1, 0, false, -1}},
+	"unlinkat":     {{0, 1, false, -1}},
+	"rmdir":        {{-1, 0, false, -1}},
+	"mkdir":        {{-1, 0, false, -1}},
+	"mkdirat":      {{0, 1, false, -1}},
+	"rename":       {{-1, 0, false, -1}, {-1, 1, false, -1}},
+	"renameat":     {{0, 1, false, -1}, {2, 3, false, -1}},
+	"renameat2":    {{0, 1, false, -1}, {2, 3, false, -1}},
+	"link":         {{-1, 0, false, -1}, {-1, 1, false, -1}},
+	"linkat":       {{0, 1, false, 4}, {2, 3, false, -1}},
+	"symlink":      {{-1, 1, false, -1}},
+	"symlinkat":    {{1, 2, false, -1}},
+	"chmod":        {{-1, 0, true, -1}},
+	"fchmod":       {{0, -1, true, -1}},
+	"fchmodat":     {{0, 1, true, -1}},
+	"fchmodat2":    {{0, 1, true, 3}},
+	"chown":        {{-1, 0, true, -1}},
+	"lchown":       {{-1, 0, false, -1}},
+	"fchown":       {{0, -1, true, -1}},
+	"fchownat":     {{0, 1, true, 4}},
+	"truncate":     {{-1, 0, true, -1}},
+	"mknod":        {{-1, 0, false, -1}},
+	"mknodat":      {{0, 1, false, -1}},
+	"utime":        {{-1, 0, true, -1}},
+	"utimes":       {{-1, 0, true, -1}},
+	"utimensat":    {{0, 1, true, 3}},
+	"futimesat":    {{0, 1, true, -1}},
+	"setxattr":     {{-1, 0, true, -1}},
+	"lsetxattr":    {{-1, 0, false, -1}},
+	"fsetxattr":    {{0, -1, true, -1}},
+	"removexattr":  {{-1, 0, true, -1}},
+	"lremovexattr": {{-1, 0, false, -1}},
+	"fremovexattr": {{0, -1, true, -1}},
+}
+
+func (t *tracer) decidePath(res resolver, name string, r *regs) (syscall.Errno, string) {
+	desc := ""
+	for _, a := range pathArgs[name] {
+		var p string
+		var err error
+		dirfd := int32(atFdCwd)
+		if a.dirfd >= 0 {
+			dirfd = int32(r.arg(a.dirfd))
+		}
+		follow := a.follow
+		var atFlags uint64
+		if a.flagsArg >= 0 {
+			atFlags = r.arg(a.flagsArg)
+			if name == "linkat" {
+				follow = atFlags&atSymlinkFollow != 0
+			} else if atFlags&atSymlinkNofollow != 0 {
+				follow = false
+			}
+		}
+		if a.path < 0 {
+			p, err = res.fdPath(dirfd)
+		} else {
+			addr := r.arg(a.path)
+			var path string
+			if addr == 0 && name == "utimensat" {
+				path = "" // futimens: the dirfd itself
+			} else if path, err = readString(res.tid, addr); err != nil {
+				return syscall.EFAULT, "(unreadable path)"
+			}
+			if path == "" && (atFlags&atEmptyPath != 0 || name == "utimensat") {
+				p, err = res.fdPath(dirfd)
+			} else {
+				p, err = res.resolve(dirfd, path, follow)
+			}
+		}
+		errno, d := t.writable(p, err)
+		if errno != 0 {
+			return errno, d
+		}
+		desc += d + " "
+	}
+	return 0, desc
+}
+
+func (t *tracer) decideProc(tid int, tk *task, name string, r *regs) (syscall.Errno, string) {
+	var flags uint64
+	switch name {
+	case "clone":
+		flags = r.arg(0)
+	case "clone3":
+		b, err := readMem(tid, r.arg(0), 8)
+		if err != nil || len(b) < 8 {
+			return syscall.EFAULT, "(unreadable clone_args)"
+		}
+		for i := 7; i >= 0; i-- {
+			flags = flags<<8 | uint64(b[i])
+		}
+	}
+	if !t.firstExec {
+		// The jail's own runtime, before the program starts.
+		tk.pending, tk.pendingFlags = true, flags
+		return 0, "(jail runtime)"
+	}
+	if flags&cloneUntraced != 0 || flags&cloneNamespaces != 0 {
+		return syscall.EPERM, fmt.Sprintf("(flags %#x)", flags)
+	}
+	thread := flags&cloneThread != 0
+	if t.live()+1 > t.policy.MaxChildProcs {
+		t.limitHits++
+		return syscall.EAGAIN, fmt.Sprintf("(max_child_procs %d reached)", t.policy.MaxChildProcs)
+	}
+	if !thread {
+		if t.policy.ForkAllowance >= 0 && t.forks >= t.policy.ForkAllowance {
+			t.limitHits++
+			return syscall.EPERM, "(fork allowance used up)"
+		}
+		t.forks++
+	}
+	tk.pending, tk.pendingFlags = true, flags
+	return 0, fmt.Sprintf("(flags %#x, %d live)", flags, t.live())
+}
+
+func (t *tracer) decideSignal(name string, r *regs) (syscall.Errno, string) {
+	a0, a1 := int(int32(r.arg(0))), int(int32(r.arg(1)))
+	var ok bool
+	switch name {
+	case "kill":
+		switch {
+		case a0 > 0:
+			ok = t.inTree(a0)
+		case a0 == 0:
+			ok = true // the caller's own process group
+		case a0 == -1:
+			ok = false
+		default:
+			ok = t.inTree(-a0)
+		}
+	case "tkill":
+		ok = t.tasks[a0] != nil
+	case "tgkill", "rt_tgsigqueueinfo":
+		tk := t.tasks[a1]
+		ok = tk != nil && tk.tgid == a0
+	case "rt_sigqueueinfo", "pidfd_open":
+		ok = t.inTree(a0)
+	}
+	if ok {
+		return 0, fmt.Sprintf("(target %d)", a0)
+	}
+	return syscall.EPERM, fmt.Sprintf("(target %d outside the jail)", a0)
+}
