@@ -1,0 +1,237 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestMatchGlob(t *testing.T) {
+	cases := []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"/tmp/**", "/tmp/a", true},
+		{"/tmp/**", "/tmp/a/b/c", true},
+		{"/tmp/**", "/tmp", false},
+		{"/tmp/**", "/tmpx/a", false},
+		{"/tmp/*", "/tmp/a", true},
+		{"/tmp/*", "/tmp/a/b", false},
+		{"/home/**/x.py", "/home/work/a/b/x.py", true},
+		{"/home/**/x.py", "/home/work/a/b/y.py", false},
+		{"/dev/pts/?", "/dev/pts/1", true},
+		{"/dev/pts/?", "/dev/pts/12", false},
+		{"pipe:*", "pipe:[1234]", true},
+		{"/etc/passwd", "/etc/passwd", true},
+		{"/etc/passwd", "/etc/passwd2", false},
+		{"/**", "/anything/at/all", true},
+	}
+	for _, c := range cases {
+		if got := matchGlob(c.pattern, c.name); got != c.want {
+			t.Errorf("matchGlob(%q, %q) = %v, want %v", c.pattern, c.name, got, c.want)
+		}
+	}
+}
+
+func TestParsePolicyDefaults(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"max_child_procs": 3, "path_rules": {"write": ["/w/**"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.MaxChildProcs != 3 || p.PathRules.Write[0] != "/w/**" || len(p.PathRules.Write) != 1 {
+		t.Errorf("explicit values lost: %+v", p)
+	}
+	d := DefaultPolicy()
+	if p.ExecAllowance != d.ExecAllowance || len(p.PathRules.Exec) != len(d.PathRules.Exec) {
+		t.Errorf("absent keys did not take defaults: %+v", p)
+	}
+}
+
+func TestParsePolicyErrors(t *testing.T) {
+	cases := map[string]string{
+		`{"max_child_proc": 3}`:                  "unknown field",
+		`{"path_rules": {"wirte": []}}`:          "unknown field",
+		`{"allowed_syscalls": ["ptrace"]}`:       "always denied",
+		`{"allowed_syscalls": ["no_such_call"]}`: "unknown system call",
+		`{"allowed_syscalls": ["openat"]}`:       "argument-checked",
+		`{"exec_allowance": -2}`:                 "exec_allowance",
+		`{"path_rules": {"write": ["tmp/**"]}}`:  "absolute",
+		`{} {}`:                                  "trailing",
+	}
+	for in, want := range cases {
+		_, err := ParsePolicy([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParsePolicy(%s) error = %v, want one mentioning %q", in, err, want)
+		}
+	}
+}
+
+func TestShippedDefaultPolicyParses(t *testing.T) {
+	if _, err := LoadPolicy("policies/default.json"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runFilter interprets a classic BPF seccomp program for one call.
+func runFilter(t *testing.T, prog []sockFilter, arch, nr uint32, args [6]uint64) uint32 {
+	t.Helper()
+	load := func(off uint32) uint32 {
+		switch {
+		case off == offNr:
+			return nr
+		case off == offArch:
+			return arch
+		case off >= offArgs && off < offArgs+48:
+			a := args[(off-offArgs)/8]
+			if (off-offArgs)%8 == 4 {
+				return uint32(a >> 32)
+			}
+			return uint32(a)
+		}
+		t.Fatalf("bad load offset %d", off)
+		return 0
+	}
+	var acc uint32
+	for pc := 0; pc < len(prog); pc++ {
+		f := prog[pc]
+		switch f.Code {
+		case bpfLD | bpfW | bpfABS:
+			acc = load(f.K)
+		case bpfALU | bpfAND | bpfK:
+			acc &= f.K
+		case bpfRET | bpfK:
+			return f.K
+		case bpfJMP | bpfJA:
+			pc += int(f.K)
+		case bpfJMP | bpfJEQ | bpfK, bpfJMP | bpfJGE | bpfK, bpfJMP | bpfJSET | bpfK:
+			var cond bool
+			switch f.Code {
+			case bpfJMP | bpfJEQ | bpfK:
+				cond = acc == f.K
+			case bpfJMP | bpfJGE | bpfK:
+				cond = acc >= f.K
+			default:
+				cond = acc&f.K != 0
+			}
+			if cond {
+				pc += int(f.Jt)
+			} else {
+				pc += int(f.Jf)
+			}
+		default:
+			t.Fatalf("unknown opcode %#x at %d", f.Code, pc)
+		}
+	}
+	t.Fatal("program fell off the end")
+	return 0
+}
+
+func TestFilterDecisions(t *testing.T) {
+	p := DefaultPolicy()
+	prog := decodeFilter(encodeFilter(assembleFilter(filterOptions{policy: &p})))
+	if len(prog) > 4096 {
+		t.Fatalf("filter too long: %d", len(prog))
+	}
+	nr := func(name string) uint32 { return syscallNumbers[name] }
+	eperm := uint32(retErrno | 1)
+	cases := []struct {
+		name string
+		arch uint32
+		nr   uint32
+		args [6]uint64
+		want uint32
+	}{
+		{"wrong arch is killed", 0x40000003, nr("read"), [6]uint64{}, retKillProcess},
+		{"x32 numbers denied", auditArch, 0x40000000 | nr("read"), [6]uint64{}, eperm},
+		{"read allowed", auditArch, nr("read"), [6]uint64{}, retAllow},
+		{"futex allowed", auditArch, nr("futex"), [6]uint64{}, retAllow},
+		{"openat read-only allowed", auditArch, nr("openat"), [6]uint64{0, 0, 0x80000}, retAllow},
+		{"openat for write traced", auditArch, nr("openat"), [6]uint64{0, 0, 0x241}, retTrace},
+		{"open O_RDWR traced", auditArch, nr("open"), [6]uint64{0, 2}, retTrace},
+		{"execve traced", auditArch, nr("execve"), [6]uint64{}, retTrace},
+		{"clone traced", auditArch, nr("clone"), [6]uint64{}, retTrace},
+		{"ptrace denied", auditArch, nr("ptrace"), [6]uint64{}, eperm},
+		{"setuid denied", auditArch, nr("setuid"), [6]uint64{}, eperm},
+		{"io_uring_setup denied", auditArch, nr("io_uring_setup"), [6]uint64{}, eperm},
+		{"unknown number denied", auditArch, 999, [6]uint64{}, eperm},
+		{"unix socket allowed", auditArch, nr("socket"), [6]uint64{1, 1}, retAllow},
+		{"inet socket denied without network", auditArch, nr("socket"), [6]uint64{2, 1}, eperm},
+		{"netlink socket denied", auditArch, nr("socket"), [6]uint64{16, 3}, eperm},
+		{"prlimit64 on self allowed", auditArch, nr("prlimit64"), [6]uint64{0}, retAllow},
+		{"prlimit64 on others denied", auditArch, nr("prlimit64"), [6]uint64{1}, eperm},
+	}
+	for _, c := range cases {
+		if got := runFilter(t, prog, c.arch, c.nr, c.args); got != c.want {
+			t.Errorf("%s: got %#x, want %#x", c.name, got, c.want)
+		}
+	}
+	// Every number gets a decision without falling off the program.
+	for n := uint32(0); n < 600; n++ {
+		runFilter(t, prog, auditArch, n, [6]uint64{})
+	}
+}
+
+func TestFilterNetworkAndWatch(t *testing.T) {
+	p := DefaultPolicy()
+	p.AllowNetwork = true
+	prog := assembleFilter(filterOptions{policy: &p})
+	sock := syscallNumbers["socket"]
+	for _, c := range []struct {
+		args [6]uint64
+		want uint32
+	}{
+		{[6]uint64{2, 1}, retAllow},
+		{[6]uint64{10, 2 | 0x80000}, retAllow},
+		{[6]uint64{2, 3}, retErrno | 1}, // SOCK_RAW
+		{[6]uint64{16, 3}, retErrno | 1},
+		{[6]uint64{17, 3}, retErrno | 1}, // AF_PACKET
+	} {
+		if got := runFilter(t, prog, auditArch, sock, c.args); got != c.want {
+			t.Errorf("socket%v: got %#x, want %#x", c.args[:2], got, c.want)
+		}
+	}
+	watch := assembleFilter(filterOptions{policy: &p, watch: true})
+	if got := runFilter(t, watch, auditArch, syscallNumbers["mount"], [6]uint64{}); got != retTrace|traceWatchDeny {
+		t.Errorf("watch mode: mount got %#x", got)
+	}
+}
+
+func TestResolveSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "real"), 0o755)
+	os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "link"))
+	os.Symlink("/etc/passwd", filepath.Join(dir, "out"))
+	pid := os.Getpid()
+	r := resolver{tgid: pid, tid: pid}
+	cases := []struct {
+		path   string
+		follow bool
+		want   string
+	}{
+		{dir + "/link/f", true, dir + "/real/f"},
+		{dir + "/out", true, "/etc/passwd"},
+		{dir + "/out", false, dir + "/out"},
+		{dir + "/link/../x", true, dir + "/x"},
+		{dir + "/missing/a/b", true, dir + "/missing/a/b"},
+		{"/proc/self/cwd", true, mustGetwd(t)},
+	}
+	for _, c := range cases {
+		got, err := r.resolve(atFdCwd, c.path, c.follow)
+		if err != nil || got != c.want {
+			t.Errorf("resolve(%q, %v) = %q, %v; want %q", c.path, c.follow, got, err, c.want)
+		}
+	}
+}
+
+func mustGetwd(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := filepath.EvalSymlinks(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return real
+}
