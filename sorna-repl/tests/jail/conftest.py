@@ -1,0 +1,101 @@
+"""Fixtures for the jail integration tests: the built binary and a sandbox box."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sorna.repl.jailbin import jail_path
+
+HOST_PYTHON = "/usr/bin/python3"
+
+
+@dataclass
+class JailBox:
+    """Temp dirs standing in for the work dir, /tmp and the world outside."""
+
+    jail: Path
+    root: Path
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def scratch(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def outside(self) -> Path:
+        return self.root / "outside"
+
+    def policy(self, **overrides: Any) -> Path:
+        """Write a policy whose writable globs are the box's work and tmp dirs."""
+        policy: dict[str, Any] = {
+            "path_rules": {
+                "read": ["/**"],
+                "write": [f"{self.work}/**", f"{self.scratch}/**", "/dev/null", "pipe:*"],
+                "exec": ["/usr/**", "/bin/**", f"{self.work}/**", f"{self.root}/bin/**"],
+            },
+            "max_child_procs": 64,
+            "exec_allowance": -1,
+            "fork_allowance": -1,
+            "preserved_env_keys": ["PATH"],
+            "extra_envs": {"HOME": str(self.work)},
+            "allow_network": False,
+        }
+        policy.update(overrides)
+        path = self.root / "policy.json"
+        path.write_text(json.dumps(policy))
+        return path
+
+    def run(
+        self,
+        *argv: str,
+        flags: tuple[str, ...] = (),
+        policy: dict[str, Any] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run argv under the jail and return its outcome."""
+        cmd = [str(self.jail), "-policy", str(self.policy(**(policy or {}))), *flags, "--", *argv]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=self.work, check=False
+        )
+
+    def python(self, code: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run(HOST_PYTHON, "-I", "-B", "-c", code, **kw)
+
+    def cc(self, name: str, source: str) -> Path:
+        """Compile a C snippet with the host's gcc into the box."""
+        bindir = self.root / "bin"
+        bindir.mkdir(exist_ok=True)
+        src = bindir / f"{name}.c"
+        src.write_text(source)
+        out = bindir / name
+        subprocess.run(["gcc", "-O1", "-o", str(out), str(src)], check=True, timeout=60)
+        return out
+
+
+@pytest.fixture(scope="session")
+def jail_bin() -> Path:
+    return jail_path()
+
+
+@pytest.fixture
+def jail_box(jail_bin: Path) -> Iterator[JailBox]:
+    root = Path(tempfile.mkdtemp(prefix="sorna-jail-test-"))
+    try:
+        box = JailBox(jail=jail_bin, root=root)
+        for d in (box.work, box.scratch, box.outside):
+            d.mkdir()
+        yield box
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
