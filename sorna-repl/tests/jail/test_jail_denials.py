@@ -259,9 +259,7 @@ def test_fork_bomb_is_bounded_and_ended(jail_box: JailBox, jail_probe: Path) -> 
 
 
 @pytest.mark.parametrize("action", ["kill1", "killjail", "killall"])
-def test_kill_outside_the_tree_is_denied(
-    jail_box: JailBox, jail_probe: Path, action: str
-) -> None:
+def test_kill_outside_the_tree_is_denied(jail_box: JailBox, jail_probe: Path, action: str) -> None:
     assert_eperm(jail_box, str(jail_probe), action)
 
 
