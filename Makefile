@@ -41,6 +41,14 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Kernel images sorna/kernel-<lang>:latest (base built once with debootstrap if needed).
+images: install
+	@$(BIN)/python -m sorna.repl.imagebuild --all
+
+image: install
+	@test "$(origin LANG)" = "command line" || { echo "usage: make image LANG=python3"; exit 2; }
+	@LANG=C.UTF-8 $(BIN)/python -m sorna.repl.imagebuild $(LANG)
+
 bench: install
 	@for b in bench/*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
 
