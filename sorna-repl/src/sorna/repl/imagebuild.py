@@ -368,7 +368,7 @@ def assemble_context(spec: KernelSpec, ctx: Path, jail: Path) -> None:
 
 def _build_line(line: str) -> str | None:
     if line.startswith("Step "):
-        return line
+        return line if len(line) <= 100 else line[:97] + "..."
     if line.startswith(("E:", "error", "Error", "ERROR")):
         return line
     if line.startswith(" ---> Using cache"):
