@@ -23,7 +23,7 @@ $(STAMP): $(PYPROJECTS)
 	@touch $(STAMP)
 
 jail: install
-	@$(BIN)/python -m sorna.repl.jailbuild
+	@$(BIN)/python -c "from sorna.repl import jailbin; print(jailbin.build())"
 
 test: install lint
 	$(BIN)/pytest $(PYTEST_ARGS)
