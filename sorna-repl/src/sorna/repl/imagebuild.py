@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -347,9 +348,12 @@ def _jail_binary() -> Path:
     return jailbin.jail_path()
 
 
-def assemble_context(spec: KernelSpec, ctx: Path, jail: Path) -> None:
-    """Lay out a build context for ``spec`` in the empty folder ``ctx``."""
-    src = kernels_dir() / spec.lang
+def assemble_context(spec: KernelSpec, ctx: Path, jail: Path, src: Path | None = None) -> None:
+    """Lay out a build context for ``spec`` in the empty folder ``ctx``.
+
+    ``src`` is the language's kernel folder (default ``sorna-repl/kernels/<lang>``).
+    """
+    src = src or kernels_dir() / spec.lang
     for name in ("Dockerfile", "policy.json", spec.daemon):
         if not (src / name).is_file():
             raise ImageBuildError(f"{spec.lang}: missing {src / name}")
@@ -376,14 +380,25 @@ def _build_line(line: str) -> str | None:
     return None
 
 
-async def build_image(spec: KernelSpec, base: str, progress: ProgressFn) -> float:
-    """Build ``sorna/kernel-<lang>:latest`` on ``base``; return the seconds it took."""
+async def build_image(
+    spec: KernelSpec,
+    base: str,
+    progress: ProgressFn,
+    *,
+    src: Path | None = None,
+    tag: str = "latest",
+) -> float:
+    """Build ``sorna/kernel-<lang>:<tag>`` on ``base``; return the seconds it took.
+
+    ``src`` overrides the kernel folder (``sorna-repl/kernels/<lang>``).
+    """
     t0 = time.monotonic()
     jail = _jail_binary()
-    ref = image_name(spec.lang)
+    ref = image_name(spec.lang, tag)
+    old_id = await _image_id(ref)
     with tempfile.TemporaryDirectory(prefix=f"sorna-ctx-{spec.lang}-") as tmp:
         ctx = Path(tmp)
-        assemble_context(spec, ctx, jail)
+        assemble_context(spec, ctx, jail, src)
         args = ["docker", "build", "--tag", ref, "--build-arg", f"BASE_IMAGE={base}"]
         args += ["--build-arg", f"WORK_UID={WORK_UID}"]
         args += ["--build-arg", f"PACKAGES={' '.join((*COMMON_PACKAGES, *spec.packages))}"]
@@ -396,7 +411,18 @@ async def build_image(spec: KernelSpec, base: str, progress: ProgressFn) -> floa
             line_filter=_build_line,
             env={"DOCKER_BUILDKIT": "0"},
         )
+    if old_id and old_id != await _image_id(ref):
+        # The image this build replaced is now untagged: drop it (fails harmlessly if in use).
+        with contextlib.suppress(ImageBuildError):
+            await _run("docker", "rmi", old_id)
     return time.monotonic() - t0
+
+
+async def _image_id(ref: str) -> str | None:
+    try:
+        return (await _run("docker", "image", "inspect", "--format", "{{.Id}}", ref)).strip()
+    except ImageBuildError:
+        return None
 
 
 async def build_images(

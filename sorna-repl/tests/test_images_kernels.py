@@ -1,0 +1,373 @@
+"""Kernel images and containers: labels, layout, the jail inside, no network, and nodejs.
+
+The images are (re)built once per session through the build tool (the layer cache makes
+that a few seconds each when nothing changed; the first build on a fresh machine also makes
+the debootstrap base).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from sorna.common import constants as C
+from sorna.common.langs import CANONICAL_LANGS, image_name
+from sorna.repl import imagebuild
+from sorna.repl.client import ReplClient
+from sorna.repl.dockerkernel import docker_kernel
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+
+def _engine_answers() -> bool:
+    try:
+        proc = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Skip without a Docker engine, or fail when SORNA_REQUIRE_DOCKER=1."""
+    if not _engine_answers():
+        if os.environ.get("SORNA_REQUIRE_DOCKER") == "1":
+            pytest.fail("SORNA_REQUIRE_DOCKER=1 but no Docker engine answers (docker info)")
+        pytest.skip("no Docker engine answers (docker info)")
+
+
+@pytest.fixture(scope="session")
+def kernel_images(docker_engine: None) -> dict[str, str | None]:
+    """Build every kernel image once per session; map lang -> build error (None if built)."""
+    errors: dict[str, str | None] = {}
+    for lang in CANONICAL_LANGS:
+        try:
+            asyncio.run(imagebuild.build_images([lang], progress=lambda line: None))
+            errors[lang] = None
+        except imagebuild.ImageBuildError as e:
+            errors[lang] = str(e)
+    return errors
+
+
+def need_image(kernel_images: dict[str, str | None], lang: str) -> str:
+    error = kernel_images[lang]
+    if error is not None:
+        pytest.fail(f"image for {lang} could not be built: {error}")
+    return image_name(lang)
+
+
+def inspect(ref: str) -> dict[str, object]:
+    out = subprocess.run(
+        ["docker", "image", "inspect", ref], capture_output=True, check=True, text=True
+    ).stdout
+    info: dict[str, object] = json.loads(out)[0]
+    return info
+
+
+# -- images ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", CANONICAL_LANGS)
+def test_image_has_every_label(kernel_images: dict[str, str | None], lang: str) -> None:
+    config = inspect(need_image(kernel_images, lang))["Config"]
+    assert isinstance(config, dict)
+    labels = config["Labels"]
+    spec = imagebuild.KERNEL_SPECS[lang]
+    expected = {
+        C.LABEL_VERSION: "2",
+        C.LABEL_LANG: lang,
+        C.LABEL_MAXMEM: spec.maxmem,
+        C.LABEL_MAXCORES: str(spec.maxcores),
+        C.LABEL_TIMEOUT: str(spec.timeout),
+        C.LABEL_FEATURES: " ".join(spec.features),
+        C.LABEL_ENVS_CORECOUNT: ",".join(spec.corecount_envs),
+    }
+    assert {k: v for k, v in labels.items() if k.startswith("io.sorna.") and k in expected} == (
+        expected
+    )
+    assert "query" in labels[C.LABEL_FEATURES].split()
+    assert config["User"] == "work"
+    assert config["WorkingDir"] == C.KERNEL_WORK_DIR
+    cmd = config["Cmd"]
+    assert cmd[:3] == [C.KERNEL_JAIL_PATH, "-policy", "/home/sorna/policy.json"]
+    assert cmd[3] == "--"
+
+
+@pytest.mark.parametrize("lang", CANONICAL_LANGS)
+def test_image_layout(kernel_images: dict[str, str | None], lang: str) -> None:
+    """Jail, runner package, policy and daemon in place; /home/work owned by `work`."""
+    ref = need_image(kernel_images, lang)
+    daemon = imagebuild.KERNEL_SPECS[lang].daemon
+    script = (
+        "test -x /home/sorna/jail && test -f /home/sorna/sorna/repl/protocol.py "
+        f"&& test -f /home/sorna/policy.json && test -f /home/sorna/{daemon} "
+        "&& python3 -c 'import sorna.repl.protocol' && stat -c '%U %u' /home/work && id -un"
+    )
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--network=none", "--entrypoint=/bin/sh", ref, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["work", str(imagebuild.WORK_UID), "work"]
+
+
+def test_changed_daemon_rebuilds_only_its_layer(
+    kernel_images: dict[str, str | None], tmp_path: Path
+) -> None:
+    """Rebuild nodejs with one changed daemon file: every layer but the daemon's is reused."""
+    ref = need_image(kernel_images, "nodejs")
+    src = tmp_path / "nodejs"
+    shutil.copytree(imagebuild.kernels_dir() / "nodejs", src)
+    with (src / "run.js").open("a") as f:
+        f.write(f"// changed by {__name__}\n")
+    spec = imagebuild.KERNEL_SPECS["nodejs"]
+    tag = f"layer-test-{os.getpid()}"
+    try:
+        base = asyncio.run(imagebuild.ensure_base(lambda line: None))
+        asyncio.run(imagebuild.build_image(spec, base, lambda line: None, src=src, tag=tag))
+        old = layers(ref)
+        new = layers(image_name("nodejs", tag))
+    finally:
+        subprocess.run(["docker", "rmi", "--force", image_name("nodejs", tag)], check=False)
+    assert len(old) == len(new)
+    assert old[:-1] == new[:-1]
+    assert old[-1] != new[-1]
+
+
+def layers(ref: str) -> list[str]:
+    rootfs = inspect(ref)["RootFS"]
+    assert isinstance(rootfs, dict)
+    return list(rootfs["Layers"])
+
+
+# -- containers ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def python_kernel(
+    kernel_images: dict[str, str | None], tmp_path: Path
+) -> AsyncIterator[ReplClient]:
+    need_image(kernel_images, "python3")
+    async with docker_kernel("python3", workdir=tmp_path) as client:
+        yield client
+
+
+@pytest.fixture
+async def node_kernel(
+    kernel_images: dict[str, str | None], tmp_path: Path
+) -> AsyncIterator[ReplClient]:
+    need_image(kernel_images, "nodejs")
+    async with docker_kernel("nodejs", workdir=tmp_path) as client:
+        yield client
+
+
+@pytest.fixture
+def no_leaked_containers() -> Iterator[None]:
+    def ours() -> set[str]:
+        out = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", "label=io.sorna.dockerkernel"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return set(out.split())
+
+    before = ours()
+    yield
+    assert ours() <= before
+
+
+async def test_python_writing_etc_passwd_is_denied_and_kernel_survives(
+    python_kernel: ReplClient,
+) -> None:
+    result = await python_kernel.run_code("open('/etc/passwd', 'a').write('x:0:0::/:/bin/sh\\n')")
+    assert "PermissionError" in result.stderr
+    assert result.ops[-1] == "finished"
+    after = await python_kernel.run_code("print(6 * 7)")
+    assert after.stdout == "42\n"
+
+
+async def test_nodejs_writing_etc_passwd_is_denied_and_kernel_survives(
+    node_kernel: ReplClient,
+) -> None:
+    result = await node_kernel.run_code("require('fs').appendFileSync('/etc/passwd', 'x')")
+    assert "EPERM" in result.stderr or "EACCES" in result.stderr
+    assert result.ops[-1] == "finished"
+    after = await node_kernel.run_code("console.log(6 * 7)")
+    assert after.stdout == "42\n"
+
+
+async def test_python_no_network_inside(python_kernel: ReplClient) -> None:
+    code = (
+        "import socket\n"
+        "try:\n"
+        "    socket.create_connection(('1.1.1.1', 53), timeout=3)\n"
+        "    print('connected')\n"
+        "except OSError as e:\n"
+        "    print('failed', type(e).__name__)\n"
+    )
+    result = await python_kernel.run_code(code)
+    assert result.stdout.startswith("failed"), result.stdout + result.stderr
+
+
+def test_container_without_network_cannot_connect(kernel_images: dict[str, str | None]) -> None:
+    """Without the jail too: a container started like a kernel has no route out."""
+    ref = need_image(kernel_images, "nodejs")
+    code = (
+        "const s = require('net').connect(53, '1.1.1.1');"
+        "s.setTimeout(3000, () => { console.log('timeout'); process.exit(0); });"
+        "s.on('connect', () => { console.log('connected'); process.exit(1); });"
+        "s.on('error', (e) => { console.log(e.code); process.exit(0); });"
+    )
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "node", ref, "-e", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() in {"ENETUNREACH", "timeout", "EHOSTUNREACH"}
+
+
+async def test_nodejs_no_network_inside(node_kernel: ReplClient) -> None:
+    code = (
+        "await new Promise((resolve) => {"
+        "  const s = require('net').connect(53, '1.1.1.1');"
+        "  s.setTimeout(3000, () => { console.log('timeout'); s.destroy(); resolve(); });"
+        "  s.on('connect', () => { console.log('connected'); s.destroy(); resolve(); });"
+        "  s.on('error', (e) => { console.log('failed', e.code); resolve(); });"
+        "})"
+    )
+    result = await node_kernel.run_code(code)
+    assert "connected" not in result.stdout
+    assert result.stdout.startswith(("failed", "timeout")), result.stdout + result.stderr
+
+
+async def test_workdir_is_writable_and_root_fs_is_not(
+    kernel_images: dict[str, str | None], tmp_path: Path
+) -> None:
+    need_image(kernel_images, "nodejs")
+    async with docker_kernel("nodejs", workdir=tmp_path) as kernel:
+        result = await kernel.run_code(
+            "const fs = require('fs');\n"
+            "fs.writeFileSync('/home/work/out.txt', 'from the kernel');\n"
+            "fs.writeFileSync('/tmp/scratch', 'tmp ok');\n"
+            "console.log(fs.readFileSync('/tmp/scratch', 'utf8'));\n"
+            "try { fs.writeFileSync('/home/sorna/x', 'no'); } catch (e) { console.log(e.code); }\n"
+        )
+        assert result.stdout.splitlines()[0] == "tmp ok"
+        assert result.stdout.splitlines()[1] in {"EPERM", "EROFS", "EACCES"}
+    assert (tmp_path / "out.txt").read_text() == "from the kernel"
+
+
+async def test_container_and_ipc_dir_removed_on_error(
+    kernel_images: dict[str, str | None], tmp_path: Path, no_leaked_containers: None
+) -> None:
+    need_image(kernel_images, "nodejs")
+    with pytest.raises(RuntimeError, match="boom"):
+        async with docker_kernel("nodejs", workdir=tmp_path) as kernel:
+            ipc_dir = kernel.input_addr.removeprefix("ipc://").rsplit("/", 1)[0]
+            raise RuntimeError("boom")
+    assert not await asyncio.to_thread(Path(ipc_dir).exists)
+
+
+# -- nodejs ----------------------------------------------------------------------------------
+
+
+async def test_nodejs_hello(node_kernel: ReplClient) -> None:
+    result = await node_kernel.run_code("console.log('Hello, Sorna!')")
+    assert result.stdout == "Hello, Sorna!\n"
+    assert result.ops[-1] == "finished"
+
+
+async def test_nodejs_state_kept_across_runs(node_kernel: ReplClient) -> None:
+    await node_kernel.run_code("var counter = 40; function bump() { return ++counter; }")
+    await node_kernel.run_code("bump()")
+    result = await node_kernel.run_code("console.log(bump())")
+    assert result.stdout == "42\n"
+
+
+async def test_nodejs_error_on_stderr_then_finished(node_kernel: ReplClient) -> None:
+    result = await node_kernel.run_code("console.log('before'); undefinedThing.call()")
+    assert result.stdout == "before\n"
+    assert "ReferenceError: undefinedThing is not defined" in result.stderr
+    assert "<input>:1" in result.stderr
+    assert "executor.js" not in result.stderr and "node:internal" not in result.stderr
+    assert result.ops.count("finished") == 1 and result.ops[-1] == "finished"
+    syntax = await node_kernel.run_code("let = = 1")
+    assert "SyntaxError" in syntax.stderr
+
+
+async def test_nodejs_unicode_in_and_out(node_kernel: ReplClient) -> None:
+    result = await node_kernel.run_code(
+        "const s = 'héllo wörld ✓ 日本語 🐍'; console.log(s, [...s].length)"
+    )
+    assert result.stdout == "héllo wörld ✓ 日本語 🐍 19\n"
+
+
+async def test_nodejs_promises_awaited_before_finished(node_kernel: ReplClient) -> None:
+    result = await node_kernel.run_code(
+        "(async () => { await new Promise(r => setTimeout(r, 200)); console.log('late'); })()"
+    )
+    assert result.stdout == "late\n"
+    rejected = await node_kernel.run_code("Promise.reject(new TypeError('nope'))")
+    assert "TypeError: nope" in rejected.stderr
+
+
+async def test_nodejs_input_answers_waiting_input(node_kernel: ReplClient) -> None:
+    result = await node_kernel.run_code(
+        "const name = input('name? '); console.log(`hi ${name}`)", input_answers=["Ada"]
+    )
+    assert result.waiting_inputs == [{"is_password": False}]
+    assert result.stdout == "name? hi Ada\n"
+
+
+async def test_nodejs_interrupt_stops_busy_loop(node_kernel: ReplClient) -> None:
+    await node_kernel.run_code("var kept = 'still here'")
+    await node_kernel.send("code", "while (true) {}")
+    await asyncio.sleep(0.5)
+    assert (await node_kernel.status())["busy"] is True
+    await node_kernel.interrupt()
+    result = await node_kernel.collect()
+    assert "Interrupted" in result.stderr
+    after = await node_kernel.run_code("console.log(kept)")
+    assert after.stdout == "still here\n"
+
+
+async def test_nodejs_completion(node_kernel: ReplClient) -> None:
+    await node_kernel.run_code("var sornaThing = { alpha: 1, alphabet: 2 }")
+    assert await node_kernel.complete("Math.flo") == ["Math.floor"]
+    candidates = await node_kernel.complete("sornaThing.alp")
+    assert candidates == ["sornaThing.alpha", "sornaThing.alphabet"]
+
+
+async def test_nodejs_large_output_streamed_in_order(node_kernel: ReplClient) -> None:
+    code = "for (let i = 0; i < 50000; i++) console.log(String(i).padStart(99, '.'))"
+    result = await node_kernel.run_code(code)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 50000
+    assert lines == [str(i).rjust(99, ".") for i in range(50000)]
+    assert result.ops.count("stdout") > 1  # streamed in chunks, not one frame at the end
+
+
+async def test_nodejs_batch_exec_main_js(
+    kernel_images: dict[str, str | None], tmp_path: Path
+) -> None:
+    need_image(kernel_images, "nodejs")
+    (tmp_path / "main.js").write_text("console.log('batch', 1 + 1)\n")
+    async with docker_kernel("nodejs", workdir=tmp_path) as kernel:
+        build = await kernel.build("*")
+        assert build.ops[-1] == "build-finished"
+        result = await kernel.exec("*")
+        assert result.stdout == "batch 2\n"
