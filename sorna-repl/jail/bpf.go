@@ -80,18 +80,27 @@ func assembleFilter(o filterOptions) []sockFilter {
 	for _, name := range safeSyscalls {
 		add(name, ret(retAllow))
 	}
-	for _, name := range o.policy.AllowedSyscalls {
-		add(name, ret(retAllow))
-	}
 	for name := range checkedSyscalls {
 		add(name, ret(retTrace))
 	}
-	for _, name := range selfOnlySyscalls {
+	for name := range treeTargetSyscalls {
+		if name == "setpriority" {
+			// Only PRIO_PROCESS (0); who 0 is the caller.
+			add(name,
+				stmt(bpfLD|bpfW|bpfABS, argLow(0)),
+				jump(bpfJMP|bpfJEQ|bpfK, 0, 1, 0),
+				ret(deny),
+				stmt(bpfLD|bpfW|bpfABS, argLow(1)),
+				jump(bpfJMP|bpfJEQ|bpfK, 0, 0, 1),
+				ret(retAllow),
+				ret(retTrace))
+			continue
+		}
 		add(name,
 			stmt(bpfLD|bpfW|bpfABS, argLow(0)),
 			jump(bpfJMP|bpfJEQ|bpfK, 0, 0, 1),
 			ret(retAllow),
-			ret(deny))
+			ret(retTrace))
 	}
 	if o.policy.readsUnrestricted() {
 		// Read-only opens are decided here, so imports stay cheap.
@@ -126,6 +135,11 @@ func assembleFilter(o filterOptions) []sockFilter {
 	}
 	sock = append(sock, ret(deny))
 	add("socket", sock...)
+	// The policy's own list comes last so it overrides the built-in
+	// argument checks above (validate keeps it away from the checked calls).
+	for _, name := range o.policy.AllowedSyscalls {
+		add(name, ret(retAllow))
+	}
 
 	sorted := make([]rule, 0, len(rules))
 	for nr, body := range rules {

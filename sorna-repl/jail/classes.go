@@ -40,9 +40,17 @@ var safeSyscalls = []string{
 	"futex_wait", "futex_requeue", "mseal",
 }
 
-// selfOnlySyscalls are allowed only when their first argument (a pid) is 0,
-// meaning the caller itself.
-var selfOnlySyscalls = []string{"prlimit64", "sched_setaffinity", "sched_setparam", "sched_setscheduler", "sched_setattr", "sched_getattr"}
+// treeTargetSyscalls act on the thread or process named by their first
+// argument (setpriority: their second, with PRIO_PROCESS as the first). A
+// target of 0 (the caller) passes in the filter; any other target stops at
+// the tracer, which allows it only for a task of the traced tree (libzmq,
+// for one, sets the scheduling policy of its I/O threads by their tid).
+// A policy may list them in allowed_syscalls to allow every target.
+var treeTargetSyscalls = map[string]bool{
+	"prlimit64": true, "sched_setaffinity": true, "sched_setparam": true,
+	"sched_setscheduler": true, "sched_setattr": true, "sched_getattr": true,
+	"setpriority": true,
+}
 
 // checkKind says how the tracer checks a traced system call.
 type checkKind int
@@ -53,6 +61,7 @@ const (
 	checkExec
 	checkProc
 	checkSignal
+	checkTarget
 )
 
 // checkedSyscalls stop at the tracer, which reads their arguments and decides.

@@ -159,7 +159,13 @@ func TestFilterDecisions(t *testing.T) {
 		{"inet socket denied without network", auditArch, nr("socket"), [6]uint64{2, 1}, eperm},
 		{"netlink socket denied", auditArch, nr("socket"), [6]uint64{16, 3}, eperm},
 		{"prlimit64 on self allowed", auditArch, nr("prlimit64"), [6]uint64{0}, retAllow},
-		{"prlimit64 on others denied", auditArch, nr("prlimit64"), [6]uint64{1}, eperm},
+		{"prlimit64 on another task traced", auditArch, nr("prlimit64"), [6]uint64{1}, retTrace},
+		{"sched_setscheduler on self allowed", auditArch, nr("sched_setscheduler"), [6]uint64{0}, retAllow},
+		{"sched_setscheduler on a tid traced", auditArch, nr("sched_setscheduler"), [6]uint64{1234}, retTrace},
+		{"setpriority on self allowed", auditArch, nr("setpriority"), [6]uint64{0, 0, 5}, retAllow},
+		{"setpriority on a tid traced", auditArch, nr("setpriority"), [6]uint64{0, 1234, 5}, retTrace},
+		{"setpriority on a group denied", auditArch, nr("setpriority"), [6]uint64{1, 0, 5}, eperm},
+		{"setpriority on a user denied", auditArch, nr("setpriority"), [6]uint64{2, 0, 5}, eperm},
 	}
 	for _, c := range cases {
 		if got := runFilter(t, prog, c.arch, c.nr, c.args); got != c.want {
@@ -169,6 +175,22 @@ func TestFilterDecisions(t *testing.T) {
 	// Every number gets a decision without falling off the program.
 	for n := uint32(0); n < 600; n++ {
 		runFilter(t, prog, auditArch, n, [6]uint64{})
+	}
+}
+
+func TestPolicyAllowedSyscallsOverrideBuiltIns(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"allowed_syscalls": ["sched_setscheduler", "setpriority"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := assembleFilter(filterOptions{policy: &p})
+	for _, c := range []struct {
+		name string
+		args [6]uint64
+	}{{"sched_setscheduler", [6]uint64{1234}}, {"setpriority", [6]uint64{1, 7, 5}}} {
+		if got := runFilter(t, prog, auditArch, syscallNumbers[c.name], c.args); got != retAllow {
+			t.Errorf("%s listed in allowed_syscalls: got %#x, want RET_ALLOW", c.name, got)
+		}
 	}
 }
 

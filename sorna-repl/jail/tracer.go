@@ -228,7 +228,16 @@ func (t *tracer) seccompStop(tid int, tk *task) {
 // description for the logs.
 func (t *tracer) decide(tid int, tk *task, name string, r *regs) (syscall.Errno, string) {
 	res := resolver{tgid: tk.tgid, tid: tid}
-	switch checkedSyscalls[name] {
+	kind, ok := checkedSyscalls[name]
+	if !ok {
+		if !treeTargetSyscalls[name] {
+			return syscall.EPERM, "(not a checked call)"
+		}
+		kind = checkTarget
+	}
+	switch kind {
+	case checkTarget:
+		return t.decideTarget(name, r)
 	case checkOpen:
 		return t.decideOpen(res, name, r)
 	case checkExec:
@@ -493,4 +502,17 @@ func (t *tracer) decideSignal(name string, r *regs) (syscall.Errno, string) {
 		return 0, fmt.Sprintf("(target %d)", a0)
 	}
 	return syscall.EPERM, fmt.Sprintf("(target %d outside the jail)", a0)
+}
+
+// decideTarget allows a scheduling or resource-limit call whose target
+// thread (any thread id, as the kernel looks it up) belongs to the tree.
+func (t *tracer) decideTarget(name string, r *regs) (syscall.Errno, string) {
+	target := int(int32(r.arg(0)))
+	if name == "setpriority" {
+		target = int(int32(r.arg(1))) // the filter only lets PRIO_PROCESS through
+	}
+	if target == 0 || t.tasks[target] != nil {
+		return 0, fmt.Sprintf("(target %d)", target)
+	}
+	return syscall.EPERM, fmt.Sprintf("(target %d outside the jail)", target)
 }

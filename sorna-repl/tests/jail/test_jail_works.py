@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,68 @@ int main(void) {
     assert res.returncode == 5, res.stderr
     assert res.stdout == "hello from c\n"
     assert (jail_box.work / "c.txt").read_text() == "from c"
+
+
+ZMQ_CODE = """
+import sys, threading, zmq
+addr = "ipc://" + sys.argv[1]
+c = zmq.Context(io_threads=2)
+push = c.socket(zmq.PUSH)
+push.bind(addr)
+pull = c.socket(zmq.PULL)
+pull.connect(addr)
+push.send(b"through the jail")
+print(pull.recv().decode())
+push.close(); pull.close(); c.term()
+"""
+
+
+def test_pyzmq_io_threads_under_the_default_policy(jail_bin: Path) -> None:
+    """libzmq sets its I/O threads' scheduling policy by tid: allowed in the tree."""
+    pytest.importorskip("zmq")
+    sock = Path("/tmp") / f"sorna-jail-zmq-{uuid.uuid4().hex[:12]}.sock"
+    try:
+        res = subprocess.run(
+            [str(jail_bin), "-policy", str(JAIL_SRC / "policies" / "default.json"), "--",
+             sys.executable, "-c", ZMQ_CODE, str(sock)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        sock.unlink(missing_ok=True)
+    assert (res.returncode, res.stdout) == (0, "through the jail\n"), res.stderr
+
+
+def test_scheduling_calls_on_own_threads_only(jail_box: JailBox) -> None:
+    res = jail_box.python(
+        """
+import os, threading
+tid = threading.get_native_id()
+os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+os.sched_setaffinity(tid, os.sched_getaffinity(0))
+os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, 0))
+def other():
+    os.sched_setscheduler(threading.get_native_id(), os.SCHED_OTHER, os.sched_param(0))
+t = threading.Thread(target=other); t.start(); t.join()
+print("own ok")
+for f in (lambda: os.sched_setscheduler(1, os.SCHED_OTHER, os.sched_param(0)),
+          lambda: os.sched_setaffinity(os.getppid(), {0}),
+          lambda: os.setpriority(os.PRIO_PROCESS, 1, 19),
+          lambda: os.setpriority(os.PRIO_USER, 0, 19)):
+    try:
+        f()
+    except PermissionError:
+        print("EPERM")
+"""
+    )
+    assert res.stdout == "own ok\n" + "EPERM\n" * 4, res.stderr
+
+
+def test_policy_allowed_syscalls_override_the_built_in_check(jail_box: JailBox) -> None:
+    code = "import os; os.sched_setaffinity(os.getppid(), os.sched_getaffinity(os.getppid()))"
+    assert "PermissionError" in jail_box.python(code).stderr
+    policy = {"allowed_syscalls": ["sched_setaffinity"]}
+    res = jail_box.python(code + "; print('ok')", policy=policy)
+    assert res.stdout == "ok\n", res.stderr
 
 
 def test_watch_logs_but_allows(jail_box: JailBox) -> None:
