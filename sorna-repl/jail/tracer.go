@@ -56,6 +56,10 @@ type tracer struct {
 	firstExec  bool
 	exitStatus int
 	rootDone   bool
+	// dying is set once the tree is being killed: from then on every task
+	// that stops (a child of a clone approved just before the kill, say) is
+	// killed instead of resumed, so nothing forks while the dead are reaped.
+	dying bool
 }
 
 func newTracer(p *Policy, root int, debug, watch bool) *tracer {
@@ -95,6 +99,7 @@ func (t *tracer) inTree(tgid int) bool {
 
 // killAll ends every traced process.
 func (t *tracer) killAll() {
+	t.dying = true
 	for tid, tk := range t.tasks {
 		syscall.Kill(tk.tgid, syscall.SIGKILL)
 		syscall.Tgkill(tk.tgid, tid, syscall.SIGKILL)
@@ -135,6 +140,9 @@ func (t *tracer) run() int {
 				t.rootDone = true
 				t.killAll()
 			}
+		case ws.Stopped() && t.dying:
+			syscall.Tgkill(tk.tgid, tid, syscall.SIGKILL)
+			syscall.Kill(tid, syscall.SIGKILL)
 		case ws.Stopped():
 			t.stopped(tid, tk, ws)
 		}
@@ -218,7 +226,7 @@ func (t *tracer) seccompStop(tid int, tk *task) {
 	if err := r.skipWithErrno(tid, errno); err == nil {
 		t.cont(tid, 0)
 	}
-	if t.limitHits >= forkBombThreshold {
+	if t.limitHits >= forkBombThreshold && !t.dying {
 		t.logf("process limit hit %d times: killing the program", t.limitHits)
 		t.killAll()
 	}
