@@ -38,6 +38,15 @@ func runJail(args []string) int {
 		usage(fs)
 		return 2
 	}
+	if *debug {
+		debugf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "jail: "+format+"\n", args...) }
+	}
+	switch os.Getenv("SORNA_JAIL_MEM_READER") { // for tests: force a fallback
+	case "procmem":
+		memMode = memProcMem
+	case "peek":
+		memMode = memPeek
+	}
 	policy := DefaultPolicy()
 	if *policyPath != "" {
 		var err error
@@ -89,6 +98,9 @@ func runJail(args []string) int {
 	go forwardSignals(signals, pid)
 	return newTracer(&policy, pid, *debug, *watch).run()
 }
+
+// debugf logs with -debug only.
+var debugf = func(string, ...any) {}
 
 // forwardSignals passes the first SIGINT/SIGTERM to the program's process
 // group and kills the group on the second.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -63,11 +64,18 @@ class JailBox:
         flags: tuple[str, ...] = (),
         policy: dict[str, Any] | None = None,
         timeout: float = 60,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run argv under the jail and return its outcome."""
         cmd = [str(self.jail), "-policy", str(self.policy(**(policy or {}))), *flags, "--", *argv]
         return subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd=self.work, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.work,
+            check=False,
+            env={**os.environ, **env} if env else None,
         )
 
     def python(self, code: str, **kw: Any) -> subprocess.CompletedProcess[str]:

@@ -148,6 +148,27 @@ except PermissionError:
     assert not (jail_box.outside / "f").exists()
 
 
+@pytest.mark.parametrize("reader", ["procmem", "peek"])
+def test_path_checks_with_each_memory_reader(jail_box: JailBox, reader: str) -> None:
+    """The fallbacks for when process_vm_readv is denied (Docker without CAP_SYS_PTRACE)."""
+    link = jail_box.scratch / "link"
+    res = jail_box.python(
+        f"""
+import os
+os.symlink({str(jail_box.outside / "f")!r}, {str(link)!r})
+open({str(jail_box.scratch / ("long" * 60))!r}, "w").close()
+try:
+    open({str(link)!r}, "w")
+except PermissionError:
+    print("denied")
+""",
+        env={"SORNA_JAIL_MEM_READER": reader},
+    )
+    assert res.stdout == "denied\n", res.stderr
+    assert (jail_box.scratch / ("long" * 60)).exists()
+    assert not (jail_box.outside / "f").exists()
+
+
 def test_rename_outside_is_denied(jail_box: JailBox) -> None:
     victim = jail_box.outside / "victim"
     victim.write_text("keep")
