@@ -4,15 +4,14 @@ The agent runs an :class:`RPCServer` (a bound ROUTER socket). A caller keeps one
 :class:`RPCClient` (a connected DEALER socket) per agent, shared by concurrent calls; replies
 are matched to calls by id, not by order. :class:`RPCClientPool` keeps one client per address.
 
-Failures surface as the exceptions of ``sorna.common.errors``::
+A failed call raises an ``RPCError`` of ``sorna.common.errors``: ``RPCTimeout`` (leaving no
+pending entry), ``RPCClosed``, or ``RemoteError`` carrying the wire ``error.type``
+(``MethodNotFound`` for an unknown method); an unencodable request raises ``CodecError``.
 
-    RPCError
-    ├── RPCTimeout           no reply within the call's timeout (no pending entry is left)
-    ├── RPCClosed            the client was closed while the call was pending
-    └── RemoteError          the handler failed; ``type`` is the wire ``error.type``
-        └── MethodNotFound   the server has no such method
-
-A request that cannot be encoded raises ``CodecError`` in the caller.
+The sockets are plain pyzmq sockets (on the caller's ``zmq.asyncio.Context`` if given) driven by
+the event loop's reader callbacks: a readable socket is drained in one callback, and a reply
+resolves its call's future directly. This costs a fraction of pyzmq's per-message futures,
+which is most of the round trip on loopback (see ``bench/rpc.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, NotRequired, Self, TypedDict
+from typing import Any, Final, NotRequired, Self, TypedDict, cast
 
 import zmq
 import zmq.asyncio
@@ -52,15 +51,25 @@ ERROR_INTERNAL: Final = "internal-error"
 ERROR_BAD_REQUEST: Final = "bad-request"
 ERROR_BAD_REPLY: Final = "bad-reply"
 
-# Queue limits per peer: deep enough that thousands of concurrent calls never hit them.
-_HWM: Final = 100_000
-_RECONNECT_IVL_MS: Final = 100
-_RECONNECT_IVL_MAX_MS: Final = 2_000
-# ZMTP heartbeats notice a peer that vanished without closing its connection.
-_HEARTBEAT_IVL_MS: Final = 5_000
-_HEARTBEAT_TIMEOUT_MS: Final = 15_000
-# The server reader yields to handler tasks after this many back-to-back requests.
+_SOCKET_OPTIONS: Final = {
+    zmq.LINGER: 0,
+    # Queues per peer deep enough that thousands of concurrent calls never fill them.
+    zmq.SNDHWM: 100_000,
+    zmq.RCVHWM: 100_000,
+    # Reconnect to a restarted agent quickly (milliseconds).
+    zmq.RECONNECT_IVL: 100,
+    zmq.RECONNECT_IVL_MAX: 2_000,
+    # ZMTP heartbeats notice a peer that vanished without closing its connection.
+    zmq.HEARTBEAT_IVL: 5_000,
+    zmq.HEARTBEAT_TIMEOUT: 15_000,
+}
+# A readable socket yields to other callbacks after this many messages.
 _READ_BATCH: Final = 256
+# Plain ints: pyzmq's enum flags cost microseconds per operation on the hot path.
+_EVENTS: Final = int(zmq.EVENTS)
+_POLLIN: Final = int(zmq.POLLIN)
+_DONTWAIT: Final = int(zmq.DONTWAIT)
+_SNDMORE: Final = int(zmq.DONTWAIT | zmq.SNDMORE)
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 """An RPC method: takes the request's ``params`` and returns the reply's ``result``."""
@@ -93,14 +102,11 @@ class Reply(TypedDict):
     error: NotRequired[ErrorInfo]
 
 
-def _configure(sock: zmq.asyncio.Socket) -> None:
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, _HWM)
-    sock.setsockopt(zmq.RCVHWM, _HWM)
-    sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_IVL_MS)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_IVL_MAX_MS)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, _HEARTBEAT_IVL_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _HEARTBEAT_TIMEOUT_MS)
+def _socket(context: zmq.Context[Any], kind: int) -> zmq.Socket[bytes]:
+    sock: zmq.Socket[bytes] = zmq.Socket(context, kind)
+    for option, value in _SOCKET_OPTIONS.items():
+        sock.setsockopt(option, value)
+    return sock
 
 
 def _error_type(exc: SornaError) -> str:
@@ -112,23 +118,81 @@ def _error_type(exc: SornaError) -> str:
 def _remote_error(error: object) -> RemoteError:
     if not isinstance(error, dict):
         return RemoteError(ERROR_BAD_REPLY, f"reply error is not a map: {error!r}")
-    type_ = str(error.get("type", ERROR_INTERNAL))
-    message = str(error.get("message", ""))
-    data = error.get("data")
+    type_, message = str(error.get("type", ERROR_INTERNAL)), str(error.get("message", ""))
     if type_ == ERROR_METHOD_NOT_FOUND:
-        return MethodNotFound(message, data)
-    return RemoteError(type_, message, data)
+        return MethodNotFound(message, error.get("data"))
+    return RemoteError(type_, message, error.get("data"))
 
 
-async def _wait_cancelled(tasks: set[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait until they have finished."""
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks)
+class _Closing:
+    """``async with`` support for objects with an async ``close()``."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
 
-class RPCServer:
+class _LoopSocket:
+    """Drive a ZMQ socket from the event loop: drain it when readable, send without blocking."""
+
+    def __init__(self, sock: zmq.Socket[bytes], on_message: Callable[[list[bytes]], None]) -> None:
+        self._sock = sock
+        self._on_message = on_message
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_scheduled = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start delivering incoming messages to the callback on ``loop``."""
+        self._loop = loop
+        loop.add_reader(self._sock.FD, self._drain)
+        self._drain_soon()
+
+    def send(self, frames: list[bytes]) -> None:
+        """Queue a message; raise ``zmq.Again`` if the peer's queue is full."""
+        for frame in frames[:-1]:
+            self._sock.send(frame, _SNDMORE)
+        self._sock.send(frames[-1], _DONTWAIT)
+        # The ZMQ fd is edge-triggered and a send may consume the edge of an arrival.
+        self._drain_soon()
+
+    def close(self) -> None:
+        """Stop reading and close the socket, dropping unsent messages."""
+        if self._loop is not None and not self._sock.closed:
+            self._loop.remove_reader(self._sock.FD)
+        self._sock.close(linger=0)
+
+    def _drain_soon(self) -> None:
+        if self._loop is None or self._drain_scheduled:
+            return
+        if cast(int, self._sock.getsockopt(_EVENTS)) & _POLLIN:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        sock = self._sock
+        for _ in range(_READ_BATCH):
+            # Checking EVENTS is much cheaper than a recv that raises zmq.Again.
+            if sock.closed or not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
+                return
+            try:
+                self._on_message(sock.recv_multipart(_DONTWAIT))
+            except Exception:
+                log.exception("RPC: failed to handle a message")
+        self._drain_soon()
+
+
+class RPCServer(_Closing):
     """Serve RPC methods on a bound ROUTER socket; each request runs as its own task."""
 
     def __init__(
@@ -136,15 +200,14 @@ class RPCServer:
         *,
         address: str,
         handlers: Mapping[str, Handler],
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
     ) -> None:
         self._bind_address = address
         self._handlers = dict(handlers)
         self._context = context
         self._owns_context = context is None
-        self._sock: zmq.asyncio.Socket | None = None
+        self._io: _LoopSocket | None = None
         self._bound: str | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -156,33 +219,31 @@ class RPCServer:
 
     async def start(self) -> None:
         """Bind the socket and start serving."""
-        if self._sock is not None:
+        if self._io is not None:
             raise RuntimeError("RPCServer is already started")
         if self._context is None:
             self._context = zmq.asyncio.Context()
-        sock = self._context.socket(zmq.ROUTER)
-        _configure(sock)
+        sock = _socket(self._context, zmq.ROUTER)
         try:
             sock.bind(self._bind_address)
         except zmq.ZMQError:
             sock.close(linger=0)
             raise
-        self._sock = sock
         self._bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._reader = asyncio.create_task(self._read_loop(), name=f"rpc-server {self._bound}")
+        self._io = _LoopSocket(sock, self._on_request)
+        self._io.attach(asyncio.get_running_loop())
         log.info("RPC server listening on %s", self._bound)
 
     async def close(self) -> None:
         """Stop serving: cancel running handlers, wait for them, and close the socket."""
-        tasks = set(self._tasks)
-        if self._reader is not None:
-            tasks.add(self._reader)
-            self._reader = None
-        await _wait_cancelled(tasks)
-        if self._sock is not None:
-            self._sock.close(linger=0)
-            self._sock = None
+        io, self._io = self._io, None
+        if io is not None:
+            io.close()
             log.info("RPC server on %s closed", self._bound)
+        tasks, self._tasks = self._tasks, set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._owns_context and self._context is not None:
             self._context.term()
             self._context = None
@@ -191,26 +252,7 @@ class RPCServer:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def _read_loop(self) -> None:
-        assert self._sock is not None
-        sock = self._sock
-        while True:
-            # A ready message is returned without a trip through the event loop, so yield
-            # now and then to let handler tasks run under a flood of requests.
-            for _ in range(_READ_BATCH):
-                frames = await sock.recv_multipart()
-                await self._on_request(frames)
-            await asyncio.sleep(0)
-
-    async def _on_request(self, frames: list[bytes]) -> None:
+    def _on_request(self, frames: list[bytes]) -> None:
         routing, body = frames[:-1], frames[-1]
         try:
             request = unpackb(body)
@@ -230,47 +272,41 @@ class RPCServer:
             or not isinstance(params, dict)
             or not (deadline is None or isinstance(deadline, int | float))
         ):
-            await self._send_error(routing, req_id, ERROR_BAD_REQUEST, "malformed request")
+            self._send_error(routing, req_id, ERROR_BAD_REQUEST, "malformed request")
             return
         if deadline is not None and deadline < time.time():
             log.debug("RPC server %s: dropping expired %s request %s", self._bound, method, req_id)
             return
         handler = self._handlers.get(method)
         if handler is None:
-            await self._send_error(routing, req_id, ERROR_METHOD_NOT_FOUND, f"no method {method!r}")
+            self._send_error(routing, req_id, ERROR_METHOD_NOT_FOUND, f"no method {method!r}")
             return
-        task = asyncio.create_task(self._serve(handler, routing, req_id, method, params))
+        task = asyncio.create_task(self._serve(handler, request, routing))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(
-        self,
-        handler: Handler,
-        routing: list[bytes],
-        req_id: str,
-        method: str,
-        params: dict[str, Any],
-    ) -> None:
+    async def _serve(self, handler: Handler, request: dict[str, Any], routing: list[bytes]) -> None:
+        req_id, method = request["id"], request["method"]
         try:
-            result = await handler(params)
+            result = await handler(request.get("params", {}))
         except RemoteError as exc:
-            await self._send_error(routing, req_id, exc.type, exc.message, exc.data)
+            self._send_error(routing, req_id, exc.type, exc.message, exc.data)
         except SornaError as exc:
             log.info("RPC method %s failed: %r", method, exc)
-            await self._send_error(routing, req_id, _error_type(exc), str(exc))
+            self._send_error(routing, req_id, _error_type(exc), str(exc))
         except Exception as exc:
             log.exception("RPC method %s raised", method)
-            await self._send_error(routing, req_id, ERROR_INTERNAL, f"{type(exc).__name__}: {exc}")
+            self._send_error(routing, req_id, ERROR_INTERNAL, f"{type(exc).__name__}: {exc}")
         else:
             try:
                 body = packb({"v": RPC_VERSION, "id": req_id, "result": result})
             except CodecError as exc:
                 log.error("RPC method %s returned an unencodable result: %s", method, exc)
-                await self._send_error(routing, req_id, _error_type(exc), str(exc))
+                self._send_error(routing, req_id, _error_type(exc), str(exc))
                 return
-            await self._send(routing, body)
+            self._send(routing, body)
 
-    async def _send_error(
+    def _send_error(
         self, routing: list[bytes], req_id: str, type_: str, message: str, data: Any = None
     ) -> None:
         reply: Reply = {
@@ -283,23 +319,22 @@ class RPCServer:
         except CodecError:
             reply["error"]["data"] = None
             body = packb(reply)
-        await self._send(routing, body)
+        self._send(routing, body)
 
-    async def _send(self, routing: list[bytes], body: bytes) -> None:
-        if self._sock is None:
-            return
+    def _send(self, routing: list[bytes], body: bytes) -> None:
         # ROUTER never blocks on send: it queues, or drops for a peer that has gone away.
-        await self._sock.send_multipart([*routing, body], zmq.DONTWAIT)
+        if self._io is not None:
+            self._io.send([*routing, body])
 
 
-class RPCClient:
+class RPCClient(_Closing):
     """Call RPC methods of one server through a DEALER socket shared by concurrent calls."""
 
     def __init__(
         self,
         address: str,
         *,
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
         timeout: float = DEFAULT_CALL_TIMEOUT,
         method_timeouts: Mapping[str, float] | None = None,
     ) -> None:
@@ -308,12 +343,12 @@ class RPCClient:
         self._method_timeouts = dict(method_timeouts or {})
         self._owns_context = context is None
         self._context = context if context is not None else zmq.asyncio.Context()
-        self._sock = self._context.socket(zmq.DEALER)
-        _configure(self._sock)
-        self._sock.connect(address)
+        sock = _socket(self._context, zmq.DEALER)
+        sock.connect(address)
+        self._io = _LoopSocket(sock, self._on_reply)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ids = itertools.count()
         self._pending: dict[str, asyncio.Future[Any]] = {}
-        self._reader: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -342,9 +377,10 @@ class RPCClient:
             raise RPCClosed(f"RPC client for {self._address} is closed")
         if timeout is None:
             timeout = self._method_timeouts.get(method, self._timeout)
-        loop = asyncio.get_running_loop()
-        if self._reader is None:
-            self._reader = loop.create_task(self._read_loop(), name=f"rpc-client {self._address}")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+            self._io.attach(loop)
         req_id = f"{next(self._ids):x}"
         request: Request = {
             "v": RPC_VERSION,
@@ -354,14 +390,14 @@ class RPCClient:
             "deadline": time.time() + timeout,
         }
         body = packb(request)
+        try:
+            self._io.send([body])
+        except zmq.Again:
+            raise RPCError(f"send queue to {self._address} is full") from None
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[req_id] = future
         timer = loop.call_later(timeout, self._expire, req_id, method, timeout)
         try:
-            try:
-                await self._sock.send(body, zmq.DONTWAIT)
-            except zmq.Again:
-                raise RPCError(f"send queue to {self._address} is full") from None
             return await future
         finally:
             timer.cancel()
@@ -374,25 +410,20 @@ class RPCClient:
                 RPCTimeout(f"{method} on {self._address}: no reply within {timeout:g} s")
             )
 
-    async def _read_loop(self) -> None:
-        sock = self._sock
-        pending = self._pending
-        while True:
-            frames = await sock.recv_multipart()
-            try:
-                reply = unpackb(frames[-1])
-            except CodecError as exc:
-                log.warning("RPC client %s: dropping undecodable reply: %s", self._address, exc)
-                continue
-            req_id = reply.get("id") if isinstance(reply, dict) else None
-            future = pending.get(req_id) if isinstance(req_id, str) else None
-            if future is None or future.done():
-                log.debug("RPC client %s: dropping late or unknown reply", self._address)
-                continue
-            if "error" in reply:
-                future.set_exception(_remote_error(reply["error"]))
-            else:
-                future.set_result(reply.get("result"))
+    def _on_reply(self, frames: list[bytes]) -> None:
+        try:
+            reply = unpackb(frames[-1])
+        except CodecError as exc:
+            log.warning("RPC client %s: dropping undecodable reply: %s", self._address, exc)
+            return
+        req_id = reply.get("id") if isinstance(reply, dict) else None
+        future = self._pending.get(req_id) if isinstance(req_id, str) else None
+        if future is None or future.done():
+            log.debug("RPC client %s: dropping late or unknown reply", self._address)
+        elif "error" in reply:
+            future.set_exception(_remote_error(reply["error"]))
+        else:
+            future.set_result(reply.get("result"))
 
     async def close(self) -> None:
         """Fail pending calls with RPCClosed and close the socket. Safe to call twice."""
@@ -402,32 +433,18 @@ class RPCClient:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(RPCClosed(f"RPC client for {self._address} closed"))
-        if self._reader is not None:
-            await _wait_cancelled({self._reader})
-            self._reader = None
-        self._sock.close(linger=0)
+        self._io.close()
         if self._owns_context:
             self._context.term()
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-class RPCClientPool:
+class RPCClientPool(_Closing):
     """Keep one :class:`RPCClient` per server address, created on first use, closed together."""
 
     def __init__(
         self,
         *,
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
         timeout: float = DEFAULT_CALL_TIMEOUT,
         method_timeouts: Mapping[str, float] | None = None,
     ) -> None:
@@ -480,14 +497,3 @@ class RPCClientPool:
             await client.close()
         if self._owns_context:
             self._context.term()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
