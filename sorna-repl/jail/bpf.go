@@ -53,6 +53,20 @@ func argLow(i int) uint32 { return uint32(offArgs + 8*i) }
 type filterOptions struct {
 	policy *Policy
 	watch  bool
+	// landlock: a Landlock ruleset enforces the write globs, so the calls
+	// it fully covers pass here instead of stopping at the tracer.
+	landlock bool
+}
+
+// landlockCovered are the write-path calls Landlock decides exactly as the
+// tracer would (EACCES instead of EPERM). Still traced: rename and link
+// (Landlock refuses a cross-directory move from an unlisted place with
+// EXDEV, and the tracer checks both ends), chmod, chown, utime and xattr
+// calls (Landlock does not restrict metadata), execve (exec_allowance and
+// the target check), and the open calls whose flags the filter cannot see.
+var landlockCovered = []string{
+	"creat", "unlink", "unlinkat", "rmdir", "mkdir", "mkdirat", "symlink", "symlinkat",
+	"truncate", "mknod", "mknodat",
 }
 
 // rule is one syscall number and the code that decides it (ending in a RET).
@@ -102,7 +116,29 @@ func assembleFilter(o filterOptions) []sockFilter {
 			ret(retAllow),
 			ret(retTrace))
 	}
-	if o.policy.readsUnrestricted() {
+	if o.landlock {
+		for _, name := range landlockCovered {
+			add(name, ret(retAllow))
+		}
+	}
+	switch {
+	case o.landlock && o.policy.readsUnrestricted():
+		add("open", ret(retAllow))
+		add("openat", ret(retAllow))
+		add("openat2", ret(retAllow))
+	case o.landlock:
+		// Writes are Landlock's; reads still go to the tracer's read globs.
+		flagsCheck := func(arg int) []sockFilter {
+			return []sockFilter{
+				stmt(bpfLD|bpfW|bpfABS, argLow(arg)),
+				jump(bpfJMP|bpfJSET|bpfK, openWriteFlags, 0, 1),
+				ret(retAllow),
+				ret(retTrace),
+			}
+		}
+		add("open", flagsCheck(1)...)
+		add("openat", flagsCheck(2)...)
+	case o.policy.readsUnrestricted():
 		// Read-only opens are decided here, so imports stay cheap.
 		flagsCheck := func(arg int) []sockFilter {
 			return []sockFilter{

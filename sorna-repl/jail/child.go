@@ -29,8 +29,15 @@ type sockFprog struct {
 }
 
 // runChild reads the filter from fd 3 (written by the tracer after it has
-// seized us), installs it and executes argv; it only returns on failure.
-func runChild(argv []string) int {
+// seized us), enforces the Landlock ruleset on fd 4 when args[0] is
+// "landlock", installs the filter and executes the rest of args; it only
+// returns on failure.
+func runChild(args []string) int {
+	if len(args) < 2 {
+		fmt.Fprintln(os.Stderr, "jail: child: bad arguments")
+		return 126
+	}
+	mode, argv := args[0], args[1:]
 	sync := os.NewFile(3, "jail-sync")
 	buf, err := io.ReadAll(sync)
 	sync.Close()
@@ -42,6 +49,12 @@ func runChild(argv []string) int {
 	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, 38 /* PR_SET_NO_NEW_PRIVS */, 1, 0, 0, 0, 0); e != 0 {
 		fmt.Fprintln(os.Stderr, "jail: child: PR_SET_NO_NEW_PRIVS:", e)
 		return 126
+	}
+	if mode == "landlock" {
+		if err := restrictSelf(4); err != nil {
+			fmt.Fprintln(os.Stderr, "jail: child: landlock_restrict_self:", err)
+			return 126
+		}
 	}
 	fprog := sockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	if _, _, e := syscall.RawSyscall(sysSeccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, uintptr(unsafe.Pointer(&fprog))); e != 0 {

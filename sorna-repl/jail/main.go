@@ -20,7 +20,7 @@ func main() {
 }
 
 func usage(fs *flag.FlagSet) {
-	fmt.Fprintln(os.Stderr, "usage: jail [-policy FILE] [-debug] [-watch] -- /abs/program [args...]")
+	fmt.Fprintln(os.Stderr, "usage: jail [-policy FILE] [-debug] [-watch] [-no-landlock] -- /abs/program [args...]")
 	fs.PrintDefaults()
 }
 
@@ -29,6 +29,7 @@ func runJail(args []string) int {
 	policyPath := fs.String("policy", "", "policy JSON file (default: the built-in default policy)")
 	debug := fs.Bool("debug", false, "log every decision the tracer makes")
 	watch := fs.Bool("watch", false, "allow everything, log what the policy would deny")
+	noLandlock := fs.Bool("no-landlock", false, "check every write path in the tracer, even where Landlock could")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -55,7 +56,27 @@ func runJail(args []string) int {
 			return 2
 		}
 	}
-	filter := encodeFilter(assembleFilter(filterOptions{policy: &policy, watch: *watch}))
+	var plan *landlockPlan
+	why := "off (-no-landlock)"
+	if *watch {
+		why = "off (-watch traces every check)"
+	} else if !*noLandlock {
+		plan, why = planLandlock(&policy, landlockABI(), argv[0])
+	}
+	ruleset := -1
+	if plan != nil {
+		var err error
+		if ruleset, err = plan.build(); err != nil {
+			plan, why = nil, err.Error()
+		}
+	}
+	if plan != nil {
+		debugf("landlock ABI %d enforces the write globs%s (%d rules)", plan.abi,
+			map[bool]string{true: " and the exec globs", false: ""}[plan.handled&llExecute != 0], len(plan.rules))
+	} else {
+		debugf("landlock: %s: the tracer checks every write path", why)
+	}
+	filter := encodeFilter(assembleFilter(filterOptions{policy: &policy, watch: *watch, landlock: plan != nil}))
 
 	// Every ptrace request must come from the thread that seized the child.
 	runtime.LockOSThread()
@@ -74,12 +95,20 @@ func runJail(args []string) int {
 	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	pid, err := syscall.ForkExec(self, append([]string{self, childMarker}, argv...), &syscall.ProcAttr{
+	files := []uintptr{0, 1, 2, rd.Fd()}
+	mode := "-"
+	if ruleset >= 0 {
+		files, mode = append(files, uintptr(ruleset)), "landlock"
+	}
+	pid, err := syscall.ForkExec(self, append([]string{self, childMarker, mode}, argv...), &syscall.ProcAttr{
 		Env:   programEnv(&policy),
-		Files: []uintptr{0, 1, 2, rd.Fd()},
+		Files: files,
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
 	rd.Close()
+	if ruleset >= 0 {
+		syscall.Close(ruleset)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "jail: cannot start:", err)
 		return 2

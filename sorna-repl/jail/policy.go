@@ -26,7 +26,11 @@ type Policy struct {
 	ExtraEnvs        map[string]string `json:"extra_envs"`
 	PreservedEnvKeys []string          `json:"preserved_env_keys"`
 	AllowNetwork     bool              `json:"allow_network"`
+	UseLandlock      *bool             `json:"use_landlock"`
 }
+
+// useLandlock tells whether the kernel may enforce the path rules (default).
+func (p *Policy) useLandlock() bool { return p.UseLandlock == nil || *p.UseLandlock }
 
 // rawPolicy mirrors Policy with pointers so absent keys take defaults.
 type rawPolicy struct {
@@ -38,6 +42,7 @@ type rawPolicy struct {
 	ExtraEnvs        map[string]string `json:"extra_envs"`
 	PreservedEnvKeys []string          `json:"preserved_env_keys"`
 	AllowNetwork     *bool             `json:"allow_network"`
+	UseLandlock      *bool             `json:"use_landlock"`
 }
 
 type rawPathRules struct {
@@ -121,6 +126,7 @@ func ParsePolicy(data []byte) (Policy, error) {
 	if raw.AllowNetwork != nil {
 		p.AllowNetwork = *raw.AllowNetwork
 	}
+	p.UseLandlock = raw.UseLandlock
 	return p, p.validate()
 }
 

@@ -25,6 +25,9 @@ class JailBox:
 
     jail: Path
     root: Path
+    #: "landlock": the kernel enforces the write globs where it can (the default);
+    #: "ptrace": ``-no-landlock``, the tracer checks every write path.
+    mode: str = "landlock"
 
     @property
     def work(self) -> Path:
@@ -67,6 +70,8 @@ class JailBox:
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run argv under the jail and return its outcome."""
+        if self.mode == "ptrace":
+            flags = ("-no-landlock", *flags)
         cmd = [str(self.jail), "-policy", str(self.policy(**(policy or {}))), *flags, "--", *argv]
         return subprocess.run(
             cmd,
@@ -97,11 +102,32 @@ def jail_bin() -> Path:
     return jail_path()
 
 
-@pytest.fixture
-def jail_box(jail_bin: Path) -> Iterator[JailBox]:
+def landlock_status(jail: Path) -> str:
+    """The jail's -debug line about Landlock (``landlock ABI 7 enforces ...`` when in use)."""
+    res = subprocess.run(
+        [str(jail), "-debug", "--", "/bin/true"], capture_output=True, text=True, timeout=30
+    )
+    return next((line for line in res.stderr.splitlines() if "landlock" in line), res.stderr)
+
+
+@pytest.fixture(scope="session")
+def landlock_in_use(jail_bin: Path) -> bool:
+    return "landlock ABI" in landlock_status(jail_bin)
+
+
+@pytest.fixture(params=["landlock", "ptrace"])
+def jail_box(request: pytest.FixtureRequest, jail_bin: Path) -> Iterator[JailBox]:
+    """A box, once with Landlock enforcing the write globs and once with the tracer alone.
+
+    Denials through Landlock fail with EACCES, through the tracer with EPERM: Python raises
+    PermissionError for both, and the tests accept either.
+    """
+    mode: str = request.param
+    if mode == "landlock" and not request.getfixturevalue("landlock_in_use"):
+        pytest.skip(f"no usable Landlock here: {landlock_status(jail_bin)}")
     root = Path(tempfile.mkdtemp(prefix="sorna-jail-test-"))
     try:
-        box = JailBox(jail=jail_bin, root=root)
+        box = JailBox(jail=jail_bin, root=root, mode=mode)
         for d in (box.work, box.scratch, box.outside):
             d.mkdir()
         yield box

@@ -230,6 +230,36 @@ for f in (lambda: os.unlink({str(victim)!r}), lambda: os.chmod({str(victim)!r}, 
     assert victim.stat().st_mode & 0o777 == 0o644
 
 
+def test_every_write_call_outside_is_denied_and_inside_allowed(jail_box: JailBox) -> None:
+    """The calls Landlock takes over from the tracer, each both ways."""
+    (jail_box.outside / "victim").write_text("keep")
+    (jail_box.outside / "dir").mkdir()
+    (jail_box.scratch / "victim").write_text("drop")
+    (jail_box.scratch / "dir").mkdir()
+    res = jail_box.python(
+        f"""
+import os
+def calls(d):
+    return [lambda: os.truncate(d + "/victim", 0), lambda: os.symlink("x", d + "/sym"),
+            lambda: os.mkfifo(d + "/fifo"), lambda: os.rmdir(d + "/dir"),
+            lambda: os.open(d + "/creat", os.O_CREAT | os.O_EXCL | os.O_WRONLY),
+            lambda: os.open(d + "/victim", os.O_RDWR), lambda: os.unlink(d + "/victim")]
+for d in ({str(jail_box.outside)!r}, {str(jail_box.scratch)!r}):
+    out = []
+    for f in calls(d):
+        try:
+            f()
+            out.append("ok")
+        except PermissionError:
+            out.append("denied")
+    print(" ".join(out))
+"""
+    )
+    assert res.stdout == "denied " * 6 + "denied\n" + "ok " * 6 + "ok\n", res.stderr
+    assert (jail_box.outside / "victim").read_text() == "keep"
+    assert sorted(p.name for p in jail_box.outside.iterdir()) == ["dir", "victim"]
+
+
 # Exec, processes, signals
 
 
