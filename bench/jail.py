@@ -2,7 +2,8 @@
 
 Prints one ratio per workload (median of a few repetitions, both sides
 measured in the same run). Targets: CPU loop <= 1.02x, 20,000 files in /tmp
-<= 1.3x, stdlib imports <= 1.10x.
+<= 1.3x, stdlib imports <= 1.10x. ``--no-landlock`` measures the tracer-only
+mode (what a kernel without Landlock gets).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +55,11 @@ def ratio(name: str, argv: list[str], jail: list[str], times: int = 1) -> float:
 
 
 def main() -> None:
-    jail = [str(jail_path()), "-policy", str(JAIL_SRC / "policies" / "default.json"), "--"]
+    flags = ["-no-landlock"] if "--no-landlock" in sys.argv[1:] else []
+    jail = [str(jail_path()), "-policy", str(JAIL_SRC / "policies" / "default.json"), *flags]
+    probe = subprocess.run([*jail, "-debug", "--", "/bin/true"], capture_output=True, text=True)
+    print(next((x for x in probe.stderr.splitlines() if "landlock" in x), "landlock: ?"))
+    jail.append("--")
     scratch = Path(tempfile.mkdtemp(prefix="sorna-jail-bench-", dir="/tmp"))
     try:
         ratio("cpu-bound python loop (<= 1.02x)", [PYTHON, "-c", CPU_LOOP], jail)

@@ -49,7 +49,7 @@ def build() -> Path:
     tmp = JAIL_BIN.with_name(f".jail.{os.getpid()}")
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod", "GOPROXY": "off"}
     proc = subprocess.run(
-        [str(go), "build", "-trimpath", "-o", str(tmp), "."],
+        [str(go), "build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), "."],
         cwd=JAIL_SRC,
         env=env,
         capture_output=True,
