@@ -1,0 +1,3 @@
+"""Batch mode: `exec *` runs this file."""
+
+print("batch hello from main.py")
