@@ -59,8 +59,8 @@ CXX_SUFFIXES = frozenset({".cc", ".cpp", ".cxx", ".c++", ".C"})
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for user programs: unbuffered Python, line-buffered C stdio.
 
-    Line buffering (via coreutils' ``libstdbuf``) makes glibc flush a prompt written with
-    ``printf`` before the program blocks in ``scanf``, as on a terminal.
+    Line-buffered stdout and unbuffered stdin (via coreutils' ``libstdbuf``) make glibc flush
+    a prompt written with ``printf`` before the program blocks in ``scanf``, as on a terminal.
     """
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
@@ -72,6 +72,9 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             if candidate not in preload.split(":"):
                 env["LD_PRELOAD"] = f"{candidate}:{preload}" if preload else candidate
             env["_STDBUF_O"] = "L"
+            # glibc flushes line-buffered stdout before a read only when stdin itself is
+            # line-buffered or unbuffered; a pipe stdin is fully buffered otherwise.
+            env["_STDBUF_I"] = "0"
             break
     if extra:
         env.update(extra)
@@ -92,7 +95,7 @@ def _pipe_pending(fd: int) -> int:
     return int(struct.unpack("i", raw)[0])
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """``pid`` and all its descendants (via /proc/<pid>/task/<tid>/children)."""
     found: list[int] = []
     todo = [pid]
@@ -116,7 +119,7 @@ def blocked_reading(root_pid: int, pipe_inode: int) -> bool:
     """Whether a thread of ``root_pid``'s tree is blocked in read() on the given pipe."""
     read_nrs = _READ_SYSCALLS.get(platform.machine(), _READ_SYSCALLS["x86_64"])
     target = f"pipe:[{pipe_inode}]"
-    for pid in _descendants(root_pid):
+    for pid in descendants(root_pid):
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:

@@ -1,0 +1,2 @@
+read -r -p "What is your name? " name
+echo "Hello, $name!"

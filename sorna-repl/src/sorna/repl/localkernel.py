@@ -1,0 +1,192 @@
+"""Run a language daemon as a local child process (the agent's ``local`` backend, and tests).
+
+:func:`local_kernel` starts ``kernels/<lang>/run.py`` (or ``run.js``) with ``ipc://`` sockets
+in a fresh temporary folder, under the jail unless told otherwise, and yields a connected
+:class:`~sorna.repl.client.ReplClient`. On exit it stops the daemon, kills every process it
+left behind (user programs run in their own sessions, so the whole tree is collected first)
+and removes the folder.
+
+Errors: :class:`LocalKernelError` (no such daemon, or it died / never bound its sockets; the
+message carries the tail of its log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .client import ReplClient
+from .protocol import ENV_OUTPUT_LIMIT, REPL_INPUT_IPC_NAME, REPL_OUTPUT_IPC_NAME
+from .runner import descendants
+
+log = logging.getLogger(__name__)
+
+#: Where the per-language folders (daemon, policy, examples) live in a checkout.
+KERNELS_DIR = Path(
+    os.environ.get("SORNA_REPL_KERNELS_DIR") or Path(__file__).resolve().parents[3] / "kernels"
+)
+#: The folder that holds the ``sorna`` namespace this module was imported from.
+_SRC_DIR = Path(__file__).resolve().parents[2]
+#: How long a daemon may take to bind its sockets.
+START_TIMEOUT = 30.0
+#: How long a daemon gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 3.0
+
+
+class LocalKernelError(Exception):
+    """A local kernel could not be started."""
+
+
+def daemon_argv(lang: str) -> list[str]:
+    """The command that runs ``lang``'s daemon (absolute program path, as the jail wants)."""
+    folder = KERNELS_DIR / lang
+    if (folder / "run.py").is_file():
+        return [sys.executable, str(folder / "run.py")]
+    if (folder / "run.js").is_file():
+        node = shutil.which("node") or shutil.which("nodejs")
+        if node is None:
+            raise LocalKernelError(f"{lang}: node is not installed")
+        return [node, str(folder / "run.js")]
+    raise LocalKernelError(f"no daemon for language {lang!r} under {KERNELS_DIR}")
+
+
+def local_policy(lang: str, *, workdir: Path, sockdir: Path) -> dict[str, Any]:
+    """``lang``'s jail policy, with paths moved from the image layout to this host's."""
+    policy: dict[str, Any] = json.loads((KERNELS_DIR / lang / "policy.json").read_text())
+    rules = policy.setdefault("path_rules", {})
+    work = str(workdir.resolve())
+    rules["write"] = [
+        f"{work}/**",
+        f"{sockdir}/**",
+        "/tmp/**",
+        "/dev/null",
+        "/dev/tty",
+        "/dev/pts/*",
+        "/dev/shm/**",
+        "pipe:*",
+        "socket:*",
+    ]
+    program = Path(daemon_argv(lang)[0])
+    execs = [g for g in rules.get("exec", []) if not g.startswith("/home/")]
+    execs += [f"{work}/**", str(program), str(program.resolve()), f"{program.resolve().parent}/**"]
+    rules["exec"] = execs
+    envs = dict(policy.get("extra_envs") or {})
+    envs.update({"HOME": work, "PYTHONPATH": str(_SRC_DIR)})
+    policy["extra_envs"] = envs
+    return policy
+
+
+def _kill_tree(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@contextlib.asynccontextmanager
+async def local_kernel(
+    lang: str,
+    *,
+    workdir: Path,
+    jail: bool = True,
+    output_limit: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[ReplClient]:
+    """Start ``lang``'s daemon as a child process and yield a client connected to it."""
+    argv = daemon_argv(lang)
+    sockdir = Path(tempfile.mkdtemp(prefix="sorna-local-"))
+    input_addr = f"ipc://{sockdir / REPL_INPUT_IPC_NAME}"
+    output_addr = f"ipc://{sockdir / REPL_OUTPUT_IPC_NAME}"
+    argv += ["--input", input_addr, "--output", output_addr]
+    child_env = dict(os.environ)
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_SRC_DIR), child_env.get("PYTHONPATH", "")) if p
+    )
+    if output_limit is not None:
+        argv += ["--output-limit", str(output_limit)]
+        child_env[ENV_OUTPUT_LIMIT] = str(output_limit)
+    if env:
+        child_env.update(env)
+    if jail:
+        from .jailbin import jail_path  # the jail is built on demand; only needed here
+
+        policy_file = sockdir / "policy.json"
+        policy = local_policy(lang, workdir=workdir, sockdir=sockdir)
+        policy_file.write_text(json.dumps(policy, indent=2))
+        argv = [str(jail_path()), "-policy", str(policy_file), "--", *argv]
+    log_path = sockdir / "daemon.log"
+    proc: asyncio.subprocess.Process | None = None
+    client: ReplClient | None = None
+    try:
+        with log_path.open("wb") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=workdir,
+                env=child_env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
+            )
+        await _wait_ready(proc, sockdir, log_path)
+        client = ReplClient(input_addr, output_addr)
+        yield client
+    finally:
+        if client is not None:
+            client.close()
+        if proc is not None:
+            await _stop(proc)
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+async def _wait_ready(proc: asyncio.subprocess.Process, sockdir: Path, log_path: Path) -> None:
+    sockets = [sockdir / REPL_INPUT_IPC_NAME, sockdir / REPL_OUTPUT_IPC_NAME]
+    deadline = time.monotonic() + START_TIMEOUT
+    while not all(s.exists() for s in sockets):
+        if proc.returncode is not None:
+            raise LocalKernelError(
+                f"kernel daemon exited with status {proc.returncode}:\n{_log_tail(log_path)}"
+            )
+        if time.monotonic() > deadline:
+            raise LocalKernelError(
+                f"kernel daemon did not bind within {START_TIMEOUT} s:\n{_log_tail(log_path)}"
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 0.02)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the daemon, SIGKILL it if it lingers, then kill whatever it left behind."""
+    tree = descendants(proc.pid) if proc.returncode is None else []
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("kernel daemon %d ignored SIGTERM; killing it", proc.pid)
+    # Children run in their own sessions: kill them by pid, and the daemon's group too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    _kill_tree(tree)
+    await proc.wait()
+
+
+__all__ = ["KERNELS_DIR", "LocalKernelError", "daemon_argv", "local_kernel", "local_policy"]
