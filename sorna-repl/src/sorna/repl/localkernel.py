@@ -38,6 +38,8 @@ KERNELS_DIR = Path(
 )
 #: The folder that holds the ``sorna`` namespace this module was imported from.
 _SRC_DIR = Path(__file__).resolve().parents[2]
+#: PATH for jailed kernels (the image's default PATH).
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: How long a daemon may take to bind its sockets.
 START_TIMEOUT = 30.0
 #: How long a daemon gets to exit after SIGTERM before it is killed.
@@ -82,7 +84,9 @@ def local_policy(lang: str, *, workdir: Path, sockdir: Path) -> dict[str, Any]:
     execs += [f"{work}/**", str(program), str(program.resolve()), f"{program.resolve().parent}/**"]
     rules["exec"] = execs
     envs = dict(policy.get("extra_envs") or {})
-    envs.update({"HOME": work, "PYTHONPATH": str(_SRC_DIR)})
+    # A system PATH: the jail denies exec outside its globs with EPERM, which stops
+    # execvp's PATH walk at the first entry (e.g. ~/.cargo/bin) instead of moving on.
+    envs.update({"HOME": work, "PYTHONPATH": str(_SRC_DIR), "PATH": SYSTEM_PATH})
     policy["extra_envs"] = envs
     return policy
 
