@@ -13,6 +13,7 @@ from sorna.repl.protocol import InputOp, OutputOp
 
 pytestmark = pytest.mark.jail
 
+
 @pytest.fixture(scope="module")
 def jail_binary() -> Path:
     """The built jail; a build failure fails the tests (it is not a reason to skip)."""

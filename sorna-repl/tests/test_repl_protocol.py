@@ -445,3 +445,33 @@ async def test_unknown_op_is_ignored(repl_kernel: StartKernel) -> None:
     client = await repl_kernel("python3")
     await client.send("no-such-op", b"whatever")
     assert (await client.run_code("print(1)")).stdout == "1\n"
+
+
+async def test_shell_tty_bridge(tmp_path: Path) -> None:
+    """The shell kernel's PTY: keys in on one socket, the terminal's screen out on another."""
+    import zmq
+    import zmq.asyncio
+
+    from sorna.repl.localkernel import local_kernel
+    from sorna.repl.protocol import default_pty_addrs
+
+    workdir = tmp_path / "tty"
+    workdir.mkdir()
+    async with local_kernel("shell", workdir=workdir, jail=False) as client:
+        keys_addr, screen_addr = default_pty_addrs(client.input_addr)
+        ctx = zmq.asyncio.Context()
+        keys, screen = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+        try:
+            keys.connect(keys_addr)
+            screen.connect(screen_addr)
+            await keys.send(b"echo tty-$((6 * 7))\r")
+            seen = b""
+            async with asyncio.timeout(20):
+                while b"tty-42" not in seen.replace(b"tty-$((6 * 7))", b""):
+                    seen += await screen.recv()
+            # The REPL side keeps working beside the terminal.
+            assert (await client.run_code("echo repl")).stdout == "repl\n"
+        finally:
+            keys.close(linger=0)
+            screen.close(linger=0)
+            ctx.term()

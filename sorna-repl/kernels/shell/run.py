@@ -14,6 +14,7 @@ class ShellBackend(SubprocessBackend):
 
     lang = "shell"
     source_name = "main.sh"
+    tty_argv = (BASH, "-i")
 
     def query_commands(self, source: Path) -> tuple[list[str] | None, list[str]]:
         return None, [BASH, str(source)]

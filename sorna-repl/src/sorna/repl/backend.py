@@ -11,7 +11,7 @@ time; ``complete``/``interrupt`` are called on the I/O thread, possibly while a 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,6 +52,8 @@ class LanguageBackend(abc.ABC):
 
     #: Canonical language name (``python3``, ``c``, ...), for logs.
     lang: str = "unknown"
+    #: The program the ``tty`` feature runs on a PTY (None: no tty feature).
+    tty_argv: Sequence[str] | None = None
 
     def __init__(self) -> None:
         self._io: KernelIO | None = None

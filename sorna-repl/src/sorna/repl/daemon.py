@@ -35,13 +35,17 @@ from .protocol import (
     ENV_INPUT_ADDR,
     ENV_OUTPUT_ADDR,
     ENV_OUTPUT_LIMIT,
+    ENV_PTY_INPUT_ADDR,
+    ENV_PTY_OUTPUT_ADDR,
     Frame,
     InputOp,
     OutputOp,
     StatusPayload,
     WaitingInputPayload,
+    default_pty_addrs,
     json_payload,
 )
+from .ptybridge import PtyBridge
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,11 @@ class ReplDaemon:
         output_addr: str = DEFAULT_OUTPUT_ADDR,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         workdir: Path | None = None,
+        pty_input_addr: str | None = None,
+        pty_output_addr: str | None = None,
     ) -> None:
+        """Set up (nothing is bound until :meth:`run`). The tty bridge starts when the
+        backend has a ``tty_argv`` and both PTY addresses are given."""
         self._backend = backend
         self._input_addr = input_addr
         self._output_addr = output_addr
@@ -84,6 +92,15 @@ class ReplDaemon:
         self._closing = threading.Event()
         self._closed = False
         self._io_thread: threading.Thread | None = None
+        self._pty: PtyBridge | None = None
+        if backend.tty_argv and pty_input_addr and pty_output_addr:
+            self._pty = PtyBridge(
+                argv=backend.tty_argv,
+                input_addr=pty_input_addr,
+                output_addr=pty_output_addr,
+                context=self._ctx,
+                workdir=self._workdir,
+            )
         self._handlers: dict[str, Callable[[Frame], None]] = {
             InputOp.CODE: self._enqueue,
             InputOp.BUILD: self._enqueue,
@@ -151,6 +168,14 @@ class ReplDaemon:
             self._input_addr,
             self._output_addr,
         )
+        if self._pty is not None:
+            try:
+                self._pty.start()
+            except (OSError, zmq.ZMQError) as e:
+                # The REPL is the kernel's job; a missing terminal only loses the tty feature.
+                log.error("tty bridge unavailable: %s", e)
+                self._pty.close()
+                self._pty = None
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
         self._io_thread = threading.Thread(target=self._io_loop, name="sorna-io", daemon=True)
@@ -176,6 +201,8 @@ class ReplDaemon:
         if self._io_thread is not None:
             self._io_thread.join(timeout=2)
         self._backend.close()
+        if self._pty is not None:
+            self._pty.close()
         self._sink.close()
         with self._push_lock:
             self._pull.close()
@@ -295,6 +322,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=int(os.environ.get(ENV_OUTPUT_LIMIT, DEFAULT_OUTPUT_LIMIT)),
         help=f"stdout+stderr bytes per run before it is cut (env {ENV_OUTPUT_LIMIT})",
     )
+    parser.add_argument(
+        "--pty-input",
+        default=os.environ.get(ENV_PTY_INPUT_ADDR),
+        help="PULL bind address of the tty bridge (keys); default: beside --input",
+    )
+    parser.add_argument(
+        "--pty-output",
+        default=os.environ.get(ENV_PTY_OUTPUT_ADDR),
+        help="PUSH bind address of the tty bridge (screen); default: beside --output",
+    )
     parser.add_argument("--log-level", default=os.environ.get("SORNA_REPL_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -307,11 +344,14 @@ def serve(backend: LanguageBackend, argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.__stderr__,
     )
+    pty_input, pty_output = default_pty_addrs(args.input)
     daemon = ReplDaemon(
         backend=backend,
         input_addr=args.input,
         output_addr=args.output,
         output_limit=args.output_limit,
+        pty_input_addr=args.pty_input or pty_input,
+        pty_output_addr=args.pty_output or pty_output,
     )
     daemon.run()
 

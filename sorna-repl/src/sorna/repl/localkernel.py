@@ -74,6 +74,7 @@ def local_policy(lang: str, *, workdir: Path, sockdir: Path) -> dict[str, Any]:
         "/tmp/**",
         "/dev/null",
         "/dev/tty",
+        "/dev/ptmx",
         "/dev/pts/*",
         "/dev/shm/**",
         "pipe:*",

@@ -31,6 +31,12 @@ DEFAULT_OUTPUT_ADDR: Final = f"tcp://*:{REPL_OUTPUT_PORT}"
 #: Environment variables naming the bind addresses.
 ENV_INPUT_ADDR: Final = "SORNA_REPL_INPUT"
 ENV_OUTPUT_ADDR: Final = "SORNA_REPL_OUTPUT"
+#: Environment variables naming the tty bridge's addresses (keys in, screen out).
+ENV_PTY_INPUT_ADDR: Final = "SORNA_REPL_PTY_INPUT"
+ENV_PTY_OUTPUT_ADDR: Final = "SORNA_REPL_PTY_OUTPUT"
+#: ipc socket names of the tty bridge, beside the REPL's own (not yet in sorna.common).
+REPL_PTY_INPUT_IPC_NAME: Final = "repl-pty-in.sock"
+REPL_PTY_OUTPUT_IPC_NAME: Final = "repl-pty-out.sock"
 #: Environment variable overriding the per-run output cap (bytes).
 ENV_OUTPUT_LIMIT: Final = "SORNA_REPL_OUTPUT_LIMIT"
 #: Default per-run output cap: stdout + stderr bytes.
@@ -126,6 +132,22 @@ class Frame:
         op = parts[0].decode("ascii", errors="replace")
         payload = parts[1] if len(parts) > 1 else b""
         return cls(op, payload)
+
+
+def default_pty_addrs(input_addr: str) -> tuple[str, str]:
+    """The tty bridge's addresses that go with a REPL input address.
+
+    TCP kernels use ports 2002/2003 on the same interface; ipc kernels use sockets in the
+    same folder as the REPL's.
+    """
+    if input_addr.startswith("ipc://"):
+        folder = input_addr[len("ipc://") :].rsplit("/", 1)[0]
+        return (
+            f"ipc://{folder}/{REPL_PTY_INPUT_IPC_NAME}",
+            f"ipc://{folder}/{REPL_PTY_OUTPUT_IPC_NAME}",
+        )
+    host = input_addr.rsplit(":", 1)[0] if input_addr.startswith("tcp://") else "tcp://*"
+    return f"{host}:{REPL_PTY_INPUT_PORT}", f"{host}:{REPL_PTY_OUTPUT_PORT}"
 
 
 def json_payload(obj: object) -> bytes:
