@@ -475,3 +475,45 @@ async def test_shell_tty_bridge(tmp_path: Path) -> None:
             keys.close(linger=0)
             screen.close(linger=0)
             ctx.term()
+
+
+def test_default_pty_addrs() -> None:
+    from sorna.repl.protocol import default_pty_addrs
+
+    assert default_pty_addrs("tcp://*:2000") == ("tcp://*:2002", "tcp://*:2003")
+    assert default_pty_addrs("ipc:///x/y/repl-in.sock") == (
+        "ipc:///x/y/repl-pty-in.sock",
+        "ipc:///x/y/repl-pty-out.sock",
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_background_leftovers_are_killed_when_the_run_ends(tmp_path: Path) -> None:
+    from sorna.repl.localkernel import local_kernel
+
+    async with local_kernel("shell", workdir=tmp_path, jail=False) as client:
+        result = await client.run_code("sleep 300 &\necho $!")
+        assert_one_finished(result)
+        pid = int(result.stdout)
+        for _ in range(250):  # the SIGKILL is sent before `finished`; allow for reaping
+            if not _alive(pid):
+                break
+            await asyncio.sleep(0.02)
+        assert not _alive(pid)
+
+
+async def test_stopping_a_busy_kernel_leaves_no_process(tmp_path: Path) -> None:
+    from sorna.repl.localkernel import local_kernel
+
+    async with local_kernel("shell", workdir=tmp_path, jail=False) as client:
+        await client.send(InputOp.CODE, "echo $$; sleep 300")
+        pid = int((await first_frame(client, OutputOp.STDOUT))[-1].text)
+        assert _alive(pid)
+    assert not _alive(pid)
