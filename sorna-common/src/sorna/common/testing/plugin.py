@@ -1,1 +1,193 @@
-"""The pytest plugin of every Sorna package (the ``sorna`` pytest11 entry point)."""
+"""The pytest plugin of every Sorna package (the ``sorna`` pytest11 entry point).
+
+Fixtures start real servers on free loopback ports, once per session, and isolate each test:
+
+- ``valkey_server`` / ``redis_url`` / ``redis``: a Valkey server; the keyspace is flushed for
+  each test.
+- ``postgres_server`` / ``postgres_url``: PostgreSQL 16; each test gets a fresh database,
+  dropped afterwards.
+- ``s3_server`` / ``s3_bucket``: an S3-compatible server; each test gets a fresh bucket.
+- ``docker``: an aiodocker client. Tests marked ``docker`` (or using this fixture) are skipped
+  when no engine answers, and FAIL instead when ``SORNA_REQUIRE_DOCKER=1``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sorna.common.servers import PostgresServer, S3Server, ValkeyServer
+
+if TYPE_CHECKING:
+    import aiodocker
+    from redis.asyncio import Redis
+
+_counter = itertools.count(1)
+
+
+def require_docker() -> None:
+    """Skip the calling test when no Docker engine answers (fail if SORNA_REQUIRE_DOCKER=1)."""
+    problem = docker_problem()
+    if problem is None:
+        return
+    if os.environ.get("SORNA_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"Docker is required (SORNA_REQUIRE_DOCKER=1) but {problem}")
+    pytest.skip(problem)
+
+
+def docker_problem() -> str | None:
+    """Return why the Docker engine cannot be used, or None when it answers."""
+    try:
+        info = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+    except FileNotFoundError:
+        return "the docker command is not installed"
+    except subprocess.TimeoutExpired:
+        return "the Docker engine did not answer within 20 s"
+    if info.returncode != 0:
+        return "no Docker engine answers: " + info.stderr.decode(errors="replace").strip()[-200:]
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is not None:
+        require_docker()
+
+
+# ------------------------------------------------------------------ Redis protocol
+
+
+@pytest.fixture(scope="session")
+def valkey_server() -> Iterator[ValkeyServer]:
+    with ValkeyServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(valkey_server: ValkeyServer) -> str:
+    """URL of the session's Valkey server, with an empty keyspace."""
+    import redis as redis_sync
+
+    client = redis_sync.Redis.from_url(valkey_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return valkey_server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """An asyncio Redis client on an empty keyspace (bytes responses)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+def _psql(server: PostgresServer, sql: str) -> None:
+    subprocess.run(
+        [
+            *(server._bin("psql"), "-h", server.host, "-p", str(server.port), "-U", "postgres"),
+            *("-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """DSN of a fresh, empty database, dropped after the test."""
+    name = f"sorna_test_{os.getpid()}_{next(_counter)}"
+    _psql(postgres_server, f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.url(name)
+    finally:
+        _psql(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ------------------------------------------------------------------ S3
+
+
+@dataclass(frozen=True, slots=True)
+class S3Bucket:
+    """Where a test's bucket lives and how to sign for it."""
+
+    endpoint_url: str
+    name: str
+    access_key: str = "sorna-test"
+    secret_key: str = "sorna-test-secret"
+    region: str = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    with S3Server() as server:
+        yield server
+
+
+def _s3_client(bucket: S3Bucket) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=bucket.endpoint_url,
+        aws_access_key_id=bucket.access_key,
+        aws_secret_access_key=bucket.secret_key,
+        region_name=bucket.region,
+    )
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[S3Bucket]:
+    """A fresh, empty bucket, emptied and removed after the test."""
+    bucket = S3Bucket(endpoint_url=s3_server.url, name=f"sorna-test-{next(_counter)}")
+    client = _s3_client(bucket)
+    client.create_bucket(Bucket=bucket.name)
+    try:
+        yield bucket
+    finally:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket.name):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=bucket.name, Key=obj["Key"])
+        client.delete_bucket(Bucket=bucket.name)
+        client.close()
+
+
+# ------------------------------------------------------------------ Docker
+
+
+@pytest.fixture
+async def docker() -> AsyncIterator[aiodocker.Docker]:
+    """An aiodocker client on the local engine."""
+    require_docker()
+    import aiodocker
+
+    client = aiodocker.Docker()
+    try:
+        yield client
+    finally:
+        await client.close()

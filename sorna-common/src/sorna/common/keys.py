@@ -1,0 +1,51 @@
+"""The Redis key layout (PROTOCOLS.md section 2). Nothing else in Sorna spells a key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sorna.common.constants import REDIS_NAMESPACE
+from sorna.common.ids import AccessKey, AgentId, KernelId
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Key names under one namespace (default ``sorna``)."""
+
+    namespace: str = REDIS_NAMESPACE
+
+    def __post_init__(self) -> None:
+        if not self.namespace or ":" in self.namespace or any(c.isspace() for c in self.namespace):
+            raise ValueError(f"invalid Redis namespace {self.namespace!r}")
+
+    def agent(self, agent_id: AgentId) -> str:
+        """Hash with an agent's address, capacity, load and languages."""
+        return f"{self.namespace}:agent:{agent_id}"
+
+    def agent_alive(self, agent_id: AgentId) -> str:
+        """String with a TTL, renewed by each heartbeat."""
+        return f"{self.namespace}:agent:{agent_id}:alive"
+
+    def agents(self) -> str:
+        """Set of known agent ids."""
+        return f"{self.namespace}:agents"
+
+    def kernel(self, kernel_id: KernelId) -> str:
+        """Hash routing a kernel to its agent."""
+        return f"{self.namespace}:kernel:{kernel_id}"
+
+    def session(self, access_key: AccessKey, lang: str, token: str) -> str:
+        """String mapping an owner's session token to a kernel id."""
+        return f"{self.namespace}:session:{access_key}:{lang}:{token}"
+
+    def rate_limit(self, access_key: AccessKey) -> str:
+        """Sorted set holding one keypair's sliding rate window."""
+        return f"{self.namespace}:rlim:{access_key}"
+
+    def events(self) -> str:
+        """The event stream."""
+        return f"{self.namespace}:events"
+
+    def event_handled(self, group: str, entry_id: str) -> str:
+        """Marker set once a consumer group has handled a stream entry (idempotency)."""
+        return f"{self.namespace}:events:handled:{group}:{entry_id}"

@@ -1,0 +1,61 @@
+"""The harness really starts servers, and isolates each test."""
+
+from __future__ import annotations
+
+import asyncpg
+import boto3
+from redis.asyncio import Redis
+
+from sorna.common.testing.plugin import S3Bucket
+
+
+async def test_redis_is_real_and_starts_empty(redis: Redis) -> None:
+    assert await redis.dbsize() == 0
+    await redis.set("leftover", "x")
+    info = await redis.info("server")
+    assert "valkey_version" in info or "redis_version" in info
+
+
+async def test_redis_is_flushed_between_tests(redis: Redis) -> None:
+    assert await redis.get("leftover") is None
+
+
+async def test_postgres_gives_a_fresh_database(postgres_url: str) -> None:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        version = await conn.fetchval("SHOW server_version")
+        assert version.startswith("16")
+        tables = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        assert tables == 0
+        await conn.execute("CREATE TABLE leftover (x int)")
+    finally:
+        await conn.close()
+
+
+async def test_postgres_databases_are_separate(postgres_url: str) -> None:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('public.leftover') IS NOT NULL")
+        assert exists is False
+    finally:
+        await conn.close()
+
+
+def test_s3_bucket_is_fresh_and_usable(s3_bucket: S3Bucket) -> None:
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_bucket.endpoint_url,
+        aws_access_key_id=s3_bucket.access_key,
+        aws_secret_access_key=s3_bucket.secret_key,
+        region_name=s3_bucket.region,
+    )
+    try:
+        listing = client.list_objects_v2(Bucket=s3_bucket.name)
+        assert listing.get("KeyCount", 0) == 0
+        client.put_object(Bucket=s3_bucket.name, Key="k/run/out.txt", Body=b"hello")
+        body = client.get_object(Bucket=s3_bucket.name, Key="k/run/out.txt")["Body"].read()
+        assert body == b"hello"
+    finally:
+        client.close()

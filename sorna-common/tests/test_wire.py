@@ -1,0 +1,99 @@
+"""Protocol dataclasses, the key layout, language aliases and logging."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from sorna.common import codec
+from sorna.common.errors import CodecError
+from sorna.common.ids import KernelId, new_agent_id, new_kernel_id, new_run_id
+from sorna.common.keys import RedisKeys
+from sorna.common.langs import CANONICAL_LANGS, image_name, resolve_lang
+from sorna.common.logging import setup_logging
+from sorna.common.messages import (
+    EVENT_NAMES,
+    EVENT_TYPES,
+    RPC_METHODS,
+    CreateKernelParams,
+    ExecuteResult,
+    KernelLimits,
+    KernelTerminated,
+)
+
+
+def test_every_protocol_method_has_types() -> None:
+    assert set(RPC_METHODS) == {
+        "ping", "create_kernel", "destroy_kernel", "restart_kernel", "execute",
+        "interrupt_kernel", "get_completions", "upload_file", "list_files",
+        "download_file", "reset",
+    }  # fmt: skip
+    assert set(EVENT_NAMES.values()) == set(EVENT_TYPES)
+
+
+def test_messages_round_trip_through_the_codec() -> None:
+    p = CreateKernelParams(
+        kernel_id=new_kernel_id(), lang="python3", owner="AKIA", limits=KernelLimits(mem_kib=1024)
+    )
+    back = CreateKernelParams.from_wire(codec.unpackb(codec.packb(p.to_wire())))
+    assert back == p
+    r = ExecuteResult(runId=new_run_id(), status="finished", console=[["stdout", "hi\n"]])
+    assert ExecuteResult.from_wire(codec.unpackb(codec.packb(r.to_wire()))) == r
+
+
+def test_unknown_fields_are_ignored_and_missing_ones_rejected() -> None:
+    t = KernelTerminated.from_wire({"kernel_id": "k", "reason": "exited", "future_field": 1})
+    assert t == KernelTerminated(kernel_id=KernelId("k"), reason="exited")
+    with pytest.raises(CodecError, match="missing field 'reason'"):
+        KernelTerminated.from_wire({"kernel_id": "k"})
+    with pytest.raises(CodecError, match="'mem_kib' has the wrong type"):
+        KernelLimits.from_wire({"mem_kib": "lots"})
+    with pytest.raises(CodecError, match="must be a number, not a bool"):
+        KernelLimits.from_wire({"cpus": True})
+    with pytest.raises(CodecError, match="expected a map"):
+        KernelLimits.from_wire([1, 2])  # type: ignore[arg-type]
+
+
+def test_key_layout() -> None:
+    k = RedisKeys()
+    assert k.agent("i-1") == "sorna:agent:i-1"  # type: ignore[arg-type]
+    assert k.agent_alive("i-1") == "sorna:agent:i-1:alive"  # type: ignore[arg-type]
+    assert k.session("AK", "python3", "tok") == "sorna:session:AK:python3:tok"  # type: ignore[arg-type]
+    assert RedisKeys("other").events() == "other:events"
+    with pytest.raises(ValueError, match="invalid Redis namespace"):
+        RedisKeys("bad:ns")
+
+
+def test_language_aliases() -> None:
+    assert resolve_lang("Python") == "python3"
+    assert resolve_lang("node") == "nodejs"
+    assert resolve_lang("c++") == "cpp"
+    assert resolve_lang("cobol") is None
+    assert all(resolve_lang(name) == name for name in CANONICAL_LANGS)
+    assert image_name("python3") == "sorna/kernel-python3:latest"
+
+
+def test_ids_are_unique_and_shaped() -> None:
+    assert len({new_kernel_id() for _ in range(100)}) == 100
+    assert new_agent_id().startswith("i-")
+    assert len(new_run_id()) == 16
+
+
+def test_json_logging_writes_one_object_per_line() -> None:
+    buf = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("INFO", "json", stream=buf)
+        logging.getLogger("sorna.test").info("kernel %s created", "k1", extra={"agent": "i-1"})
+        logging.getLogger("sorna.test").debug("hidden")
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["msg"] == "kernel k1 created"
+    assert rec["level"] == "INFO" and rec["logger"] == "sorna.test" and rec["agent"] == "i-1"
