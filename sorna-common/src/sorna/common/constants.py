@@ -40,3 +40,17 @@ KERNEL_JAIL_PATH: Final = "/home/sorna/jail"
 REDIS_NAMESPACE: Final = "sorna"
 #: Agent heartbeat interval (seconds); the alive key lives three of them.
 HEARTBEAT_INTERVAL: Final = 3.0
+
+#: Kernel container naming and labels set by the agent (re-adoption reads them back).
+KERNEL_CONTAINER_PREFIX: Final = "sorna.kernel."
+LABEL_KERNEL_ID: Final = "io.sorna.kernel.id"
+LABEL_KERNEL_OWNER: Final = "io.sorna.kernel.owner"
+LABEL_KERNEL_LANG: Final = "io.sorna.kernel.lang"
+LABEL_KERNEL_LIMITS: Final = "io.sorna.kernel.limits"
+LABEL_AGENT_ID: Final = "io.sorna.agent.id"
+#: Where a kernel container's ipc folder (REPL sockets) is mounted.
+KERNEL_IPC_DIR: Final = "/home/sorna/ipc"
+#: uid/gid of the kernel images' ``work`` user, owner of ``/home/work``.
+KERNEL_WORK_UID: Final = 1000
+#: Agent: interval of ``kernel_stats`` events (seconds).
+KERNEL_STATS_INTERVAL: Final = 5.0
