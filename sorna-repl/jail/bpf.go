@@ -56,6 +56,37 @@ type filterOptions struct {
 	// landlock: a Landlock ruleset enforces the write globs, so the calls
 	// it fully covers pass here instead of stopping at the tracer.
 	landlock bool
+	// ids, when set, lets setresuid/setresgid calls that change nothing
+	// through (see noOpIDRule); nil keeps them denied like the rest of the
+	// setuid family.
+	ids *ownIDs
+}
+
+// ownIDs are the user and group ids the program runs with. The jail only
+// sets them when real, effective and saved ids agree: the program then keeps
+// them for life (every id-changing call is denied, and PR_SET_NO_NEW_PRIVS
+// makes set-user-id executables run as the caller).
+type ownIDs struct{ uid, gid uint32 }
+
+// noOpIDRule allows setresuid/setresgid when every argument is -1 (keep)
+// or the id the program already has, which changes nothing. glibc's
+// posix_spawn with POSIX_SPAWN_RESETIDS (GNU make sets it) calls
+// seteuid(getuid()) and setegid(getgid()) in the child before its execve;
+// refusing them made every spawned command fail with EPERM. The ids are
+// uid_t, so the kernel reads only the low 32 bits of each argument.
+func noOpIDRule(id, deny uint32) []sockFilter {
+	const keep = 0xffffffff // (uid_t)-1
+	var body []sockFilter
+	for i := 0; i < 3; i++ {
+		// After this argument's three instructions come the other
+		// arguments' (3 each), then RET allow, then RET deny.
+		toDeny := uint8(3*(2-i) + 1)
+		body = append(body,
+			stmt(bpfLD|bpfW|bpfABS, argLow(i)),
+			jump(bpfJMP|bpfJEQ|bpfK, keep, 1, 0),
+			jump(bpfJMP|bpfJEQ|bpfK, id, 0, toDeny))
+	}
+	return append(body, stmt(bpfRET|bpfK, retAllow), stmt(bpfRET|bpfK, deny))
 }
 
 // landlockCovered are the write-path calls Landlock decides exactly as the
@@ -171,6 +202,10 @@ func assembleFilter(o filterOptions) []sockFilter {
 	}
 	sock = append(sock, ret(deny))
 	add("socket", sock...)
+	if o.ids != nil {
+		add("setresuid", noOpIDRule(o.ids.uid, deny)...)
+		add("setresgid", noOpIDRule(o.ids.gid, deny)...)
+	}
 	// The policy's own list comes last so it overrides the built-in
 	// argument checks above (validate keeps it away from the checked calls).
 	for _, name := range o.policy.AllowedSyscalls {

@@ -334,3 +334,41 @@ func TestPlanLandlock(t *testing.T) {
 		t.Errorf("exec globs Landlock cannot express must leave exec to the tracer: %+v", plan)
 	}
 }
+
+func TestFilterAllowsOnlyNoOpIDChanges(t *testing.T) {
+	p := DefaultPolicy()
+	eperm := uint32(retErrno | 1)
+	keep := uint64(0xffffffff)
+	prog := assembleFilter(filterOptions{policy: &p, ids: &ownIDs{uid: 1000, gid: 100}})
+	for _, c := range []struct {
+		name string
+		args [6]uint64
+		want uint32
+	}{
+		{"setresuid", [6]uint64{keep, 1000, keep}, retAllow}, // seteuid(getuid())
+		{"setresuid", [6]uint64{1000, 1000, 1000}, retAllow},
+		{"setresuid", [6]uint64{^uint64(0), ^uint64(0), ^uint64(0)}, retAllow}, // -1 sign-extended
+		{"setresuid", [6]uint64{keep, 0, keep}, eperm},
+		{"setresuid", [6]uint64{0, keep, keep}, eperm},
+		{"setresuid", [6]uint64{keep, keep, 0}, eperm},
+		{"setresuid", [6]uint64{keep, 100, keep}, eperm}, // the gid is no uid
+		{"setresgid", [6]uint64{keep, 100, keep}, retAllow},
+		{"setresgid", [6]uint64{keep, 1000, keep}, eperm},
+		{"setuid", [6]uint64{1000}, eperm}, // the rest of the family stays denied
+		{"setreuid", [6]uint64{keep, 1000}, eperm},
+		{"setgroups", [6]uint64{0, 0}, eperm},
+	} {
+		if got := runFilter(t, prog, auditArch, syscallNumbers[c.name], c.args); got != c.want {
+			t.Errorf("%s%v: got %#x, want %#x", c.name, c.args[:3], got, c.want)
+		}
+	}
+	// Without known ids (real, effective and saved differ) nothing passes.
+	none := assembleFilter(filterOptions{policy: &p})
+	if got := runFilter(t, none, auditArch, syscallNumbers["setresuid"], [6]uint64{keep, keep, keep}); got != eperm {
+		t.Errorf("setresuid without ids: got %#x", got)
+	}
+	// The policy cannot allow them outright.
+	if _, err := ParsePolicy([]byte(`{"allowed_syscalls": ["setresuid"]}`)); err == nil {
+		t.Error("setresuid accepted in allowed_syscalls")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"unsafe"
 )
 
 func main() {
@@ -76,7 +77,7 @@ func runJail(args []string) int {
 	} else {
 		debugf("landlock: %s: the tracer checks every write path", why)
 	}
-	filter := encodeFilter(assembleFilter(filterOptions{policy: &policy, watch: *watch, landlock: plan != nil}))
+	filter := encodeFilter(assembleFilter(filterOptions{policy: &policy, watch: *watch, landlock: plan != nil, ids: currentIDs()}))
 
 	// Every ptrace request must come from the thread that seized the child.
 	runtime.LockOSThread()
@@ -126,6 +127,18 @@ func runJail(args []string) int {
 	wr.Close()
 	go forwardSignals(signals, pid)
 	return newTracer(&policy, pid, *debug, *watch).run()
+}
+
+// currentIDs returns the ids the program will run with, or nil when the
+// real, effective and saved ids differ (then no id call is allowed at all).
+func currentIDs() *ownIDs {
+	var u, g [3]uint32
+	syscall.RawSyscall(syscall.SYS_GETRESUID, uintptr(unsafe.Pointer(&u[0])), uintptr(unsafe.Pointer(&u[1])), uintptr(unsafe.Pointer(&u[2])))
+	syscall.RawSyscall(syscall.SYS_GETRESGID, uintptr(unsafe.Pointer(&g[0])), uintptr(unsafe.Pointer(&g[1])), uintptr(unsafe.Pointer(&g[2])))
+	if u[0] != u[1] || u[1] != u[2] || g[0] != g[1] || g[1] != g[2] {
+		return nil
+	}
+	return &ownIDs{uid: u[0], gid: g[0]}
 }
 
 // debugf logs with -debug only.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -106,6 +107,24 @@ func (t *tracer) killAll() {
 	}
 }
 
+// procTgid returns the thread group (process) of a thread, or tid itself
+// when /proc cannot tell.
+func procTgid(tid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return tid
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+				return n
+			}
+			break
+		}
+	}
+	return tid
+}
+
 func (t *tracer) cont(tid int, sig int) {
 	syscall.PtraceCont(tid, sig)
 }
@@ -124,8 +143,11 @@ func (t *tracer) run() int {
 		}
 		tk := t.tasks[tid]
 		if tk == nil && !ws.Exited() && !ws.Signaled() {
-			// A new child can report before its parent's clone event.
-			tk = &task{tgid: tid}
+			// A new child can report (its first stop, even a seccomp stop
+			// of a vfork child's execve) before its parent's clone event:
+			// register it now, with its thread group from /proc; the
+			// parent's event confirms it later.
+			tk = &task{tgid: procTgid(tid)}
 			t.tasks[tid] = tk
 		}
 		switch {
@@ -163,8 +185,13 @@ func (t *tracer) stopped(tid int, tk *task, ws syscall.WaitStatus) {
 			if err == nil {
 				child := int(msg)
 				tgid := child
-				if event == ptraceEventClone && tk.pending && tk.pendingFlags&cloneThread != 0 {
+				switch {
+				case event != ptraceEventClone:
+				case tk.pending && tk.pendingFlags&cloneThread != 0:
 					tgid = tk.tgid
+				case !tk.pending:
+					// No approved flags to go by: ask /proc.
+					tgid = procTgid(child)
 				}
 				if c := t.tasks[child]; c != nil {
 					c.tgid = tgid
