@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -370,5 +371,29 @@ func TestFilterAllowsOnlyNoOpIDChanges(t *testing.T) {
 	// The policy cannot allow them outright.
 	if _, err := ParsePolicy([]byte(`{"allowed_syscalls": ["setresuid"]}`)); err == nil {
 		t.Error("setresuid accepted in allowed_syscalls")
+	}
+}
+
+func TestTargetExists(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/f"
+	if err := os.WriteFile(file, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dir+"/gone", dir+"/dangling"); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]error{
+		file:                nil,
+		dir + "/dangling":   nil, // the link itself exists (a nofollow exec fails with ELOOP)
+		dir + "/missing":    syscall.ENOENT,
+		dir + "/no/such/f":  syscall.ENOENT,
+		file + "/sub":       syscall.ENOTDIR,
+		"pipe:[1234]":       nil,
+		"/proc/self/fd/999": syscall.ENOENT,
+	} {
+		if got := targetExists(p); got != want {
+			t.Errorf("targetExists(%q) = %v, want %v", p, got, want)
+		}
 	}
 }

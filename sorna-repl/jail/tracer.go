@@ -371,6 +371,16 @@ func (t *tracer) decideExec(res resolver, name string, r *regs) (syscall.Errno, 
 		t.firstExec = true
 		return 0, p + " (the program)"
 	}
+	if err == nil {
+		err = targetExists(p)
+	}
+	if err == syscall.ENOENT || err == syscall.ENOTDIR {
+		// A missing target fails as the kernel would fail it: PATH searches
+		// (execvp, posix_spawnp) go on to the next directory on ENOENT but
+		// stop at EPERM. This tells nothing stat() does not, and a missing
+		// file uses no exec allowance.
+		return err.(syscall.Errno), p + " (no such file)"
+	}
 	if err != nil {
 		return syscall.EPERM, fmt.Sprintf("(unresolvable target: %v)", err)
 	}
@@ -382,6 +392,21 @@ func (t *tracer) decideExec(res resolver, name string, r *regs) (syscall.Errno, 
 	}
 	t.execs++
 	return 0, p
+}
+
+// targetExists reports whether a resolved exec target exists (nil), or the
+// ENOENT/ENOTDIR the kernel would give. It does not follow a final symlink:
+// the resolver already has, unless the call asked it not to.
+func targetExists(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return nil // a pipe:/socket: magic link: the kernel decides
+	}
+	var st syscall.Stat_t
+	err := syscall.Lstat(p, &st)
+	if err == syscall.ENOENT || err == syscall.ENOTDIR {
+		return err
+	}
+	return nil
 }
 
 // pathArgs lists, per call, the (dirfd arg, path arg, follow) of each path
