@@ -391,3 +391,37 @@ async def test_shared_context_is_left_open(make_server: ServerFactory) -> None:
         assert not ctx.closed
     finally:
         ctx.term()
+
+
+async def test_handlers_that_wait_in_several_steps_and_fail_late(
+    make_client: ClientFactory,
+) -> None:
+    async def steps(params: dict[str, Any]) -> Any:
+        total = 0
+        for i in range(3):
+            await asyncio.sleep(0)  # a bare yield
+            await asyncio.sleep(0.001 * i)  # a timer future
+            total += i
+        if params.get("fail"):
+            raise LookupError("late failure")
+        return total
+
+    async def survives_cancel_of_inner(params: dict[str, Any]) -> Any:
+        inner = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, inner.set_exception, KeyError("inner"))
+        try:
+            await inner
+        except KeyError:
+            return "caught"
+        return "not reached"
+
+    handlers = {"steps": steps, "inner": survives_cancel_of_inner}
+    async with RPCServer(address=LOOPBACK, handlers=handlers) as server:
+        client = make_client(server.address)
+        results = await asyncio.gather(*(client.call("steps") for _ in range(20)))
+        assert results == [3] * 20
+        with pytest.raises(RemoteError) as err:
+            await client.call("steps", {"fail": True})
+        assert err.value.type == "internal-error"
+        assert "LookupError: late failure" in err.value.message
+        assert await client.call("inner") == "caught"

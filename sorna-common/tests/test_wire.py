@@ -51,7 +51,7 @@ def test_unknown_fields_are_ignored_and_missing_ones_rejected() -> None:
         KernelTerminated.from_wire({"kernel_id": "k"})
     with pytest.raises(CodecError, match="'mem_kib' has the wrong type"):
         KernelLimits.from_wire({"mem_kib": "lots"})
-    with pytest.raises(CodecError, match="field .cpus. has the wrong type .bool."):
+    with pytest.raises(CodecError, match=r"field .cpus. has the wrong type .bool."):
         KernelLimits.from_wire({"cpus": True})
     with pytest.raises(CodecError, match="expected a map"):
         KernelLimits.from_wire([1, 2])  # type: ignore[arg-type]

@@ -26,6 +26,14 @@ class RedisKeys:
         """String with a TTL, renewed by each heartbeat."""
         return f"{self.namespace}:agent:{agent_id}:alive"
 
+    def agent_lost(self, agent_id: AgentId) -> str:
+        """String set by a gateway when the agent's alive key expired, until it is taken back."""
+        return f"{self.namespace}:agent:{agent_id}:lost"
+
+    def agent_reserved(self, agent_id: AgentId) -> str:
+        """Counter of kernel slots gateways have reserved on the agent (scheduling)."""
+        return f"{self.namespace}:agent:{agent_id}:reserved"
+
     def agents(self) -> str:
         """Set of known agent ids."""
         return f"{self.namespace}:agents"

@@ -192,6 +192,33 @@ class _LoopSocket:
         self._drain_soon()
 
 
+async def _drive(coro: Any, waiting_on: Any) -> Any:
+    """Finish ``coro``, already started by hand and suspended on ``waiting_on``.
+
+    This is what an asyncio task does with a coroutine, done here so that the first step can run
+    eagerly (Python 3.11 has no eager task factory). A yielded future is waited for (without
+    taking its result, which the coroutine reads itself when resumed); a cancellation is passed
+    on to that future, then into the coroutine, as a task would.
+    """
+    while True:
+        if waiting_on is not None:
+            try:
+                await asyncio.wait((waiting_on,))
+            except asyncio.CancelledError:
+                waiting_on.cancel()
+                try:
+                    waiting_on = coro.throw(asyncio.CancelledError())
+                except StopIteration as done:
+                    return done.value
+                continue
+        else:
+            await asyncio.sleep(0)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration as done:
+            return done.value
+
+
 class RPCServer(_Closing):
     """Serve RPC methods on a bound ROUTER socket; each request runs as its own task."""
 
@@ -281,14 +308,47 @@ class RPCServer(_Closing):
         if handler is None:
             self._send_error(routing, req_id, ERROR_METHOD_NOT_FOUND, f"no method {method!r}")
             return
-        task = asyncio.create_task(self._serve(handler, request, routing))
+        # Run the handler's first step right here: a handler that finishes without waiting (most
+        # quick calls) is answered with no task at all; one that waits continues in a task.
+        coro = handler(params)
+        try:
+            waiting_on = coro.send(None)  # type: ignore[attr-defined]
+        except StopIteration as done:
+            self._reply(routing, req_id, method, done.value, None)
+            return
+        except BaseException as exc:  # reported to the caller, like any handler error
+            self._reply(routing, req_id, method, None, exc)
+            return
+        task = asyncio.create_task(self._resume(coro, waiting_on, routing, req_id, method))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, handler: Handler, request: dict[str, Any], routing: list[bytes]) -> None:
-        req_id, method = request["id"], request["method"]
+    async def _resume(
+        self, coro: Any, waiting_on: Any, routing: list[bytes], req_id: str, method: str
+    ) -> None:
+        """Drive a handler coroutine that suspended during its eager first step."""
         try:
-            result = await handler(request.get("params", {}))
+            result = await _drive(coro, waiting_on)
+        except BaseException as exc:
+            self._reply(routing, req_id, method, None, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self._reply(routing, req_id, method, result, None)
+
+    def _reply(
+        self,
+        routing: list[bytes],
+        req_id: str,
+        method: str,
+        result: Any,
+        error: BaseException | None,
+    ) -> None:
+        try:
+            if error is not None:
+                raise error
+        except asyncio.CancelledError:
+            return
         except RemoteError as exc:
             self._send_error(routing, req_id, exc.type, exc.message, exc.data)
         except SornaError as exc:
@@ -297,6 +357,8 @@ class RPCServer(_Closing):
         except Exception as exc:
             log.exception("RPC method %s raised", method)
             self._send_error(routing, req_id, ERROR_INTERNAL, f"{type(exc).__name__}: {exc}")
+        except BaseException:
+            raise
         else:
             try:
                 body = packb({"v": RPC_VERSION, "id": req_id, "result": result})
