@@ -202,6 +202,13 @@ func assembleFilter(o filterOptions) []sockFilter {
 	}
 	sock = append(sock, ret(deny))
 	add("socket", sock...)
+	// setpgid(pid, 0) makes pid lead a new group of its own: allowed here;
+	// any other group id goes to the tracer.
+	add("setpgid",
+		stmt(bpfLD|bpfW|bpfABS, argLow(1)),
+		jump(bpfJMP|bpfJEQ|bpfK, 0, 0, 1),
+		ret(retAllow),
+		ret(retTrace))
 	if o.ids != nil {
 		add("setresuid", noOpIDRule(o.ids.uid, deny)...)
 		add("setresgid", noOpIDRule(o.ids.gid, deny)...)

@@ -13,7 +13,7 @@ var safeSyscalls = []string{
 	"faccessat2", "pipe", "pipe2", "dup", "dup2", "dup3", "sched_yield", "nanosleep",
 	"clock_nanosleep", "getitimer", "setitimer", "alarm", "pause", "getpid", "getppid",
 	"gettid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
-	"getgroups", "getpgrp", "getpgid", "getsid", "setpgid", "setsid", "getrlimit",
+	"getgroups", "getpgrp", "getpgid", "getsid", "setsid", "getrlimit",
 	"setrlimit", "getrusage", "times", "sysinfo", "uname", "umask", "getcwd", "chdir",
 	"fchdir", "readlink", "readlinkat", "getdents", "getdents64", "fcntl", "flock",
 	"fsync", "fdatasync", "sync", "syncfs", "ftruncate", "fallocate", "sendfile",
@@ -62,6 +62,7 @@ const (
 	checkProc
 	checkSignal
 	checkTarget
+	checkGroup
 )
 
 // checkedSyscalls stop at the tracer, which reads their arguments and decides.
@@ -80,6 +81,10 @@ var checkedSyscalls = map[string]checkKind{
 	"clone": checkProc, "clone3": checkProc, "fork": checkProc, "vfork": checkProc,
 	"kill": checkSignal, "tkill": checkSignal, "tgkill": checkSignal,
 	"rt_sigqueueinfo": checkSignal, "rt_tgsigqueueinfo": checkSignal, "pidfd_open": checkSignal,
+	// setpgid(pid, 0) (a new group led by pid) passes in the filter; joining
+	// another group is traced: it must hold only traced processes, or the
+	// program could join the jail's own group and signal it with kill(0).
+	"setpgid": checkGroup,
 }
 
 // alwaysDenied can never be allowed by a policy (everything outside the safe

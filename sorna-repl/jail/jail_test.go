@@ -167,6 +167,11 @@ func TestFilterDecisions(t *testing.T) {
 		{"setpriority on a tid traced", auditArch, nr("setpriority"), [6]uint64{0, 1234, 5}, retTrace},
 		{"setpriority on a group denied", auditArch, nr("setpriority"), [6]uint64{1, 0, 5}, eperm},
 		{"setpriority on a user denied", auditArch, nr("setpriority"), [6]uint64{2, 0, 5}, eperm},
+		{"setpgid into a new group allowed", auditArch, nr("setpgid"), [6]uint64{0, 0}, retAllow},
+		{"setpgid of a child into a new group allowed", auditArch, nr("setpgid"), [6]uint64{1234, 0}, retAllow},
+		{"setpgid into another group traced", auditArch, nr("setpgid"), [6]uint64{0, 1234}, retTrace},
+		{"setsid allowed", auditArch, nr("setsid"), [6]uint64{}, retAllow},
+		{"kill traced", auditArch, nr("kill"), [6]uint64{0, 15}, retTrace},
 	}
 	for _, c := range cases {
 		if got := runFilter(t, prog, c.arch, c.nr, c.args); got != c.want {

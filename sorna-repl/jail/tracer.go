@@ -282,7 +282,9 @@ func (t *tracer) decide(tid int, tk *task, name string, r *regs) (syscall.Errno,
 	case checkProc:
 		return t.decideProc(tid, tk, name, r)
 	case checkSignal:
-		return t.decideSignal(name, r)
+		return t.decideSignal(tid, name, r)
+	case checkGroup:
+		return t.decideSetpgid(tk, r)
 	}
 	return syscall.EPERM, "(unknown call)"
 }
@@ -535,7 +537,7 @@ func (t *tracer) decideProc(tid int, tk *task, name string, r *regs) (syscall.Er
 	return 0, fmt.Sprintf("(flags %#x, %d live)", flags, t.live())
 }
 
-func (t *tracer) decideSignal(name string, r *regs) (syscall.Errno, string) {
+func (t *tracer) decideSignal(tid int, name string, r *regs) (syscall.Errno, string) {
 	a0, a1 := int(int32(r.arg(0))), int(int32(r.arg(1)))
 	var ok bool
 	switch name {
@@ -544,11 +546,23 @@ func (t *tracer) decideSignal(name string, r *regs) (syscall.Errno, string) {
 		case a0 > 0:
 			ok = t.inTree(a0)
 		case a0 == 0:
-			ok = true // the caller's own process group
+			// The caller's own process group: it too must hold only
+			// traced processes.
+			pgid, err := syscall.Getpgid(tid)
+			if err != nil {
+				return syscall.ESRCH, "(caller's group unknown)"
+			}
+			if errno, why := t.groupTraced(pgid); errno != 0 {
+				return errno, fmt.Sprintf("(own group %d: %s)", pgid, why)
+			}
+			return 0, fmt.Sprintf("(own group %d)", pgid)
 		case a0 == -1:
 			ok = false
 		default:
-			ok = t.inTree(-a0)
+			if errno, why := t.groupTraced(-a0); errno != 0 {
+				return errno, fmt.Sprintf("(group %d: %s)", -a0, why)
+			}
+			return 0, fmt.Sprintf("(group %d)", -a0)
 		}
 	case "tkill":
 		ok = t.tasks[a0] != nil
@@ -562,6 +576,102 @@ func (t *tracer) decideSignal(name string, r *regs) (syscall.Errno, string) {
 		return 0, fmt.Sprintf("(target %d)", a0)
 	}
 	return syscall.EPERM, fmt.Sprintf("(target %d outside the jail)", a0)
+}
+
+// decideSetpgid allows setpgid(pid, pgid) only into a group of traced
+// processes (the filter already let pgid 0, a new group, through). The
+// kernel itself checks that pid is the caller or its child and that the
+// group is in the caller's session.
+func (t *tracer) decideSetpgid(tk *task, r *regs) (syscall.Errno, string) {
+	pid, pgid := int(int32(r.arg(0))), int(int32(r.arg(1)))
+	if pid == 0 {
+		pid = tk.tgid
+	}
+	if pgid == 0 || pgid == pid {
+		return 0, fmt.Sprintf("(pid %d leads a new group)", pid)
+	}
+	if pgid < 0 {
+		return syscall.EINVAL, fmt.Sprintf("(group %d)", pgid)
+	}
+	if errno, why := t.groupTraced(pgid); errno != 0 {
+		return errno, fmt.Sprintf("(pid %d joining group %d: %s)", pid, pgid, why)
+	}
+	return 0, fmt.Sprintf("(pid %d joining group %d)", pid, pgid)
+}
+
+// groupTraced returns 0 when process group pgid exists and every process in
+// it is traced; else ESRCH (no such group, as the kernel would say) or EPERM,
+// and why. It lists /proc (group signals and setpgid
+// into another group are rare). A member not yet registered (a child whose
+// first stop is still on its way) counts when an ancestor is traced: every
+// descendant of a traced process is traced.
+func (t *tracer) groupTraced(pgid int) (syscall.Errno, string) {
+	if pgid <= 0 {
+		return syscall.ESRCH, "no such group"
+	}
+	d, err := os.Open("/proc")
+	if err != nil {
+		return syscall.EPERM, "cannot list /proc"
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return syscall.EPERM, "cannot list /proc"
+	}
+	members := 0
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err != nil || g != pgid {
+			continue // gone, or in another group
+		}
+		members++
+		if !t.descendsFromTree(pid) {
+			return syscall.EPERM, fmt.Sprintf("pid %d is outside the jail", pid)
+		}
+	}
+	if members == 0 {
+		return syscall.ESRCH, "no such group"
+	}
+	return 0, ""
+}
+
+// descendsFromTree reports whether pid is a traced process or a descendant
+// of one.
+func (t *tracer) descendsFromTree(pid int) bool {
+	for depth := 0; depth < 64 && pid > 1; depth++ {
+		if t.inTree(pid) {
+			return true
+		}
+		if pid = procPpid(pid); pid <= 0 {
+			return false
+		}
+	}
+	return false
+}
+
+// procPpid returns the parent of pid from /proc/<pid>/stat, or -1.
+func procPpid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return -1
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return -1
+	}
+	return ppid
 }
 
 // decideTarget allows a scheduling or resource-limit call whose target

@@ -214,6 +214,8 @@ int main(int argc, char **argv) {
         report("killpg-self", kill(-getpgrp(), SIGUSR1));
         kill(a, SIGKILL);
         waitpid(a, NULL, 0);
+        /* The group is gone: ESRCH, as without the jail (killpg cleanups expect it). */
+        report("killpg-gone", kill(-a, SIGUSR1));
     }
     if (!strcmp(argv[1], "mixed")) {
         /* An outsider joins our group; then we try to signal the group. */
@@ -250,6 +252,7 @@ def test_process_groups_inside_the_tree_work(jail_box: JailBox, group_probe: Pat
         "join-sibling rc=0 errno=0",
         "killpg-child rc=0 errno=0",
         "killpg-self rc=0 errno=0",
+        "killpg-gone rc=-1 errno=3",
     ]
 
 
