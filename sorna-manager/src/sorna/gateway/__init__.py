@@ -1,3 +1,4 @@
-"""Sorna gateway."""
+"""The Sorna API gateway: aiohttp app (auth, limits, REST + WebSocket) over ``sorna.manager``.
 
-__version__ = "0.1.0"
+``create_app(settings)`` in :mod:`sorna.gateway.app` builds it.
+"""

@@ -1,0 +1,135 @@
+"""``create_app(settings)``: the gateway application, every resource in ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import zmq.asyncio
+from aiohttp import web
+from redis.asyncio import Redis
+
+from sorna.common.events import EventConsumer
+from sorna.common.keys import RedisKeys
+from sorna.common.rpc import RPCClientPool
+from sorna.gateway import keys as K
+from sorna.gateway.metrics import Metrics
+from sorna.gateway.middlewares import MIDDLEWARES, set_server_header
+from sorna.gateway.ratelimit import RateLimiter
+from sorna.gateway.routes import add_routes
+from sorna.manager import db
+from sorna.manager.config import ManagerSettings
+from sorna.manager.events import EventHandlers, consume
+from sorna.manager.kernels import KernelManager
+from sorna.manager.keypairs import KeypairStore
+from sorna.manager.liveness import LivenessChecker
+from sorna.manager.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[K.SETTINGS]
+    client = Redis.from_url(
+        settings.redis.url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=5
+    )
+    app[K.REDIS] = client
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+async def _db_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[K.SETTINGS]
+    await db.migrate_url(settings.db.url)
+    pool = await db.create_pool(settings.db.url, settings.db.pool_size)
+    app[K.DB] = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+async def _rpc_ctx(app: web.Application) -> AsyncIterator[None]:
+    context = zmq.asyncio.Context()
+    pool = RPCClientPool(context=context, timeout=app[K.SETTINGS].timings.rpc_timeout_s)
+    app[K.RPC] = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+        context.term()
+
+
+async def _manager_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[K.SETTINGS]
+    keys = RedisKeys(settings.redis.namespace)
+    registry = Registry(app[K.REDIS], keys)
+    app[K.REGISTRY] = registry
+    app[K.KERNELS] = KernelManager(
+        pool=app[K.DB], registry=registry, rpc=app[K.RPC], settings=settings
+    )
+    app[K.KEYPAIRS] = KeypairStore(app[K.DB], cache_ttl=settings.auth.cache_ttl_s)
+    app[K.LIMITER] = RateLimiter(app[K.REDIS], keys, settings.limits.rate_window_s)
+    yield
+
+
+async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[K.SETTINGS]
+    kernels = app[K.KERNELS]
+    liveness = LivenessChecker(kernels=kernels, interval=settings.timings.liveness_interval_s)
+    handlers = EventHandlers(kernels=kernels, liveness=liveness)
+    consumer = EventConsumer(
+        redis=app[K.REDIS],
+        keys=kernels.registry.keys,
+        consumer=f"gw-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
+        handlers=handlers.table(),
+        block_ms=500,
+    )
+    tasks: set[asyncio.Task[Any]] = set()
+    app[K.TASKS] = tasks
+
+    def start(coro: Coroutine[Any, Any, None], name: str) -> None:
+        tasks.add(asyncio.create_task(coro, name=name))
+
+    start(app[K.KEYPAIRS].run_flusher(settings.auth.usage_flush_s), "usage-flusher")
+    start(liveness.run(), "liveness")
+    start(consume(consumer), "events")
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def render_metrics(app: web.Application) -> str:
+    """The Prometheus text of this gateway."""
+    live_kernels = live_agents = 0
+    with contextlib.suppress(Exception):
+        live_kernels = await app[K.DB].fetchval(  # type: ignore[attr-defined]
+            "SELECT count(*) FROM kernels WHERE terminated_at IS NULL"
+        )
+    with contextlib.suppress(Exception):
+        live_agents = sum(1 for a in await app[K.REGISTRY].agents() if a.alive and not a.lost)
+    return app[K.METRICS].render(live_kernels=live_kernels, live_agents=live_agents)
+
+
+def create_app(settings: ManagerSettings) -> web.Application:
+    """Build the gateway application for ``settings``."""
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.server.max_body_bytes)
+    app[K.SETTINGS] = settings
+    app[K.METRICS] = Metrics()
+    app.cleanup_ctx.extend([_redis_ctx, _db_ctx, _rpc_ctx, _manager_ctx, _tasks_ctx])
+    app.on_response_prepare.append(set_server_header)
+    add_routes(app, with_metrics=not settings.server.metrics_host)
+    return app

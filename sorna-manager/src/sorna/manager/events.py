@@ -1,0 +1,93 @@
+"""Handlers of the agent event stream, and the consumer loop that survives a Redis flush."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from sorna.common.events import Event, EventConsumer, EventHandler
+from sorna.common.ids import KernelId
+from sorna.common.messages import InstanceTerminated, KernelStats, KernelTerminated
+from sorna.common.types import EventName, TerminationReason
+from sorna.manager.kernels import KernelManager
+from sorna.manager.liveness import LivenessChecker
+
+log = logging.getLogger(__name__)
+
+
+def _num(stats: dict[str, Any], *names: str) -> int | None:
+    for n in names:
+        v = stats.get(n)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return int(v)
+    return None
+
+
+class EventHandlers:
+    """What a gateway does with each event."""
+
+    def __init__(self, *, kernels: KernelManager, liveness: LivenessChecker) -> None:
+        self.kernels = kernels
+        self.liveness = liveness
+
+    def table(self) -> dict[EventName, EventHandler]:
+        return {
+            EventName.KERNEL_TERMINATED: self.kernel_terminated,
+            EventName.KERNEL_STATS: self.kernel_stats,
+            EventName.INSTANCE_TERMINATED: self.instance_terminated,
+        }
+
+    async def kernel_terminated(self, event: Event, tx: Pipeline) -> None:
+        body = event.body
+        assert isinstance(body, KernelTerminated)
+        await self.kernels.settle(body.kernel_id, body.reason, dict(body.stats), tx)
+
+    async def kernel_stats(self, event: Event, tx: Pipeline) -> None:
+        body = event.body
+        assert isinstance(body, KernelStats)
+        for kernel_id, stats in body.stats.items():
+            if not isinstance(stats, dict):
+                continue
+            fields: dict[str, Any] = {}
+            mem = _num(stats, "mem_cur_kib", "mem_used_kib", "mem_kib", "memory_kib")
+            if mem is None:
+                b = _num(stats, "mem_cur_bytes", "mem_bytes")
+                mem = b // 1024 if b is not None else None
+            cpu = _num(stats, "cpu_used_ms", "cpu_ms", "cpu_used")
+            if mem is not None:
+                fields["mem_used_kib"] = mem
+            if cpu is not None:
+                fields["cpu_used_ms"] = cpu
+            if fields:
+                self.kernels.registry.set_kernel_fields_in(tx, KernelId(kernel_id), **fields)
+
+    async def instance_terminated(self, event: Event, tx: Pipeline) -> None:
+        body = event.body
+        assert isinstance(body, InstanceTerminated)
+        log.info("agent %s terminated (%s)", body.agent_id, body.reason)
+        await self.liveness.settle_agent(body.agent_id, TerminationReason.AGENT_TERMINATED)
+
+
+async def consume(consumer: EventConsumer) -> None:
+    """Run ``consumer`` until cancelled, recreating its group if Redis lost it."""
+    me = asyncio.current_task()
+    while True:
+        try:
+            await consumer.ensure_group()
+            while True:
+                await consumer.claim_stale()
+                for _ in range(8):
+                    # redis-py can swallow a cancellation landing in a blocking read.
+                    if me is not None and me.cancelling():
+                        raise asyncio.CancelledError
+                    await consumer.poll()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError from None
+            log.warning("event consumer: %s; recreating the group", e)
+            await asyncio.sleep(0.5)

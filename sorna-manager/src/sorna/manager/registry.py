@@ -1,0 +1,242 @@
+"""The live state in Redis: agents (PROTOCOLS.md section 2), kernel routing and sessions.
+
+Agents own their ``agent:{id}`` hash and ``alive`` key. Gateways own the kernel routing hashes,
+the session mapping, each agent's ``reserved`` slot counter and its ``lost`` marker.
+Scheduling is one Lua script: choose the live agent offering the language with the most free
+slots and reserve one, atomically, so that concurrent gateways never over-commit an agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from sorna.common.ids import AccessKey, AgentId, KernelId
+from sorna.common.keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+# KEYS[1]: the agents set. ARGV: agent-key prefix, alive suffix, lost suffix, reserved suffix,
+# language. Returns {1, agent id, addr} or {0, 1 if some live agent offers the language}.
+_SCHEDULE: Final = """
+local ids = redis.call('SMEMBERS', KEYS[1])
+local best, best_free, best_addr = nil, 0, nil
+local offered = 0
+for _, id in ipairs(ids) do
+  local base = ARGV[1] .. id
+  if redis.call('EXISTS', base .. ARGV[2]) == 1 and redis.call('EXISTS', base .. ARGV[3]) == 0 then
+    local f = redis.call('HMGET', base, 'langs', 'max_kernels', 'num_kernels', 'status', 'addr')
+    if f[4] ~= 'terminated' and f[4] ~= 'lost' and f[5] then
+      if string.find(',' .. (f[1] or '') .. ',', ',' .. ARGV[5] .. ',', 1, true) then
+        offered = 1
+        local reserved = tonumber(redis.call('GET', base .. ARGV[4]) or '0') or 0
+        local used = math.max(tonumber(f[3] or '0') or 0, reserved)
+        local free = (tonumber(f[2] or '0') or 0) - used
+        if free > best_free then best, best_free, best_addr = id, free, f[5] end
+      end
+    end
+  end
+end
+if best then
+  redis.call('INCR', ARGV[1] .. best .. ARGV[4])
+  return {1, best, best_addr}
+end
+return {0, offered}
+"""
+
+# KEYS[1]: a reserved counter. Decrement, never below zero.
+_RELEASE: Final = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+# KEYS[1]: a key; ARGV[1]: the value it must hold to be deleted.
+_DELETE_IF: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS[1]: a hash; ARGV: field, value, ... Set them only if the hash exists.
+_HSET_IF_EXISTS: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 0
+"""
+
+# KEYS[1]: a hash; ARGV: field, increment.
+_HINCR_IF_EXISTS: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    agent_id: AgentId
+    addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    agent_id: AgentId
+    fields: dict[str, str]
+    alive: bool
+    lost: bool
+    reserved: int
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.fields)
+        out.update(id=self.agent_id, alive=self.alive, lost=self.lost, reserved=self.reserved)
+        return out
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class Registry:
+    """Gateway-side access to agents, kernel routing and sessions in Redis."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._schedule = redis.register_script(_SCHEDULE)
+        self._release = redis.register_script(_RELEASE)
+        self._delete_if = redis.register_script(_DELETE_IF)
+        probe = AgentId("x")
+        self._agent_prefix = keys.agent(AgentId(""))
+        base = keys.agent(probe)
+        self._alive_suffix = keys.agent_alive(probe)[len(base) :]
+        self._lost_suffix = keys.agent_lost(probe)[len(base) :]
+        self._reserved_suffix = keys.agent_reserved(probe)[len(base) :]
+
+    # ------------------------------------------------------------ agents
+
+    async def reserve(self, lang: str) -> Placement | bool:
+        """Reserve a slot for ``lang``; return the placement, or whether any agent offers it."""
+        reply = await self._schedule(
+            keys=[self.keys.agents()],
+            args=[
+                self._agent_prefix,
+                self._alive_suffix,
+                self._lost_suffix,
+                self._reserved_suffix,
+                lang,
+            ],
+        )
+        if int(reply[0]) == 1:
+            return Placement(AgentId(_s(reply[1])), _s(reply[2]))
+        return bool(int(reply[1]))
+
+    async def release(self, agent_id: AgentId) -> None:
+        """Give back one reserved slot of ``agent_id``."""
+        await self._release(keys=[self.keys.agent_reserved(agent_id)])
+
+    def release_in(self, tx: Pipeline, agent_id: AgentId) -> None:
+        """Queue the release of one slot on a transaction."""
+        tx.eval(_RELEASE, 1, self.keys.agent_reserved(agent_id))
+
+    async def agent_ids(self) -> list[AgentId]:
+        return sorted(AgentId(_s(a)) for a in await self.redis.smembers(self.keys.agents()))
+
+    async def agent(self, agent_id: AgentId) -> AgentInfo | None:
+        async with self.redis.pipeline(transaction=False) as p:
+            p.hgetall(self.keys.agent(agent_id))
+            p.exists(self.keys.agent_alive(agent_id))
+            p.exists(self.keys.agent_lost(agent_id))
+            p.get(self.keys.agent_reserved(agent_id))
+            fields, alive, lost, reserved = await p.execute()
+        if not fields:
+            return None
+        return AgentInfo(
+            agent_id=agent_id,
+            fields={_s(k): _s(v) for k, v in fields.items()},
+            alive=bool(alive),
+            lost=bool(lost),
+            reserved=int(reserved or 0),
+        )
+
+    async def agents(self) -> list[AgentInfo]:
+        out = []
+        for agent_id in await self.agent_ids():
+            info = await self.agent(agent_id)
+            if info is not None:
+                out.append(info)
+        return out
+
+    async def mark_lost(self, agent_id: AgentId) -> bool:
+        """Set the lost marker; return True for the one gateway that set it."""
+        return bool(await self.redis.set(self.keys.agent_lost(agent_id), b"1", nx=True))
+
+    async def take_back(self, agent_id: AgentId) -> bool:
+        """Clear the lost marker and the reservations; True for the gateway that cleared it."""
+        async with self.redis.pipeline(transaction=True) as tx:
+            tx.delete(self.keys.agent_lost(agent_id))
+            tx.delete(self.keys.agent_reserved(agent_id))
+            deleted, _ = await tx.execute()
+        return bool(deleted)
+
+    # ------------------------------------------------------------ kernels
+
+    async def put_kernel(self, kernel_id: KernelId, fields: dict[str, Any]) -> None:
+        mapping = {k: str(v) for k, v in fields.items()}
+        await self.redis.hset(self.keys.kernel(kernel_id), mapping=mapping)  # type: ignore[arg-type]
+
+    async def kernel(self, kernel_id: KernelId) -> dict[str, str] | None:
+        raw = await self.redis.hgetall(self.keys.kernel(kernel_id))
+        if not raw:
+            return None
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    async def set_kernel_fields(self, kernel_id: KernelId, **fields: Any) -> None:
+        """Update fields of a routed kernel; a settled kernel's hash is not recreated."""
+        flat = [str(x) for kv in fields.items() for x in kv]
+        await self.redis.eval(_HSET_IF_EXISTS, 1, self.keys.kernel(kernel_id), *flat)
+
+    def set_kernel_fields_in(self, tx: Pipeline, kernel_id: KernelId, **fields: Any) -> None:
+        flat = [str(x) for kv in fields.items() for x in kv]
+        tx.eval(_HSET_IF_EXISTS, 1, self.keys.kernel(kernel_id), *flat)
+
+    async def incr_kernel_field(self, kernel_id: KernelId, name: str, by: int = 1) -> None:
+        await self.redis.eval(_HINCR_IF_EXISTS, 1, self.keys.kernel(kernel_id), name, by)
+
+    def forget_kernel_in(
+        self, tx: Pipeline, kernel_id: KernelId, owner: str, lang: str, token: str
+    ) -> None:
+        """Queue the removal of a kernel's routing and session on a transaction."""
+        tx.delete(self.keys.kernel(kernel_id))
+        tx.eval(
+            _DELETE_IF,
+            1,
+            self.keys.session(AccessKey(owner), lang, token),
+            kernel_id,
+        )
+
+    # ------------------------------------------------------------ sessions
+
+    async def session(self, owner: AccessKey, lang: str, token: str) -> KernelId | None:
+        v = await self.redis.get(self.keys.session(owner, lang, token))
+        return KernelId(_s(v)) if v is not None else None
+
+    async def claim_session(
+        self, owner: AccessKey, lang: str, token: str, kernel_id: KernelId
+    ) -> bool:
+        """Point the session at ``kernel_id`` unless it points elsewhere; True if it now does."""
+        key = self.keys.session(owner, lang, token)
+        return bool(await self.redis.set(key, kernel_id, nx=True))
+
+    async def drop_session(
+        self, owner: AccessKey, lang: str, token: str, kernel_id: KernelId
+    ) -> None:
+        await self._delete_if(keys=[self.keys.session(owner, lang, token)], args=[kernel_id])
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
