@@ -1,0 +1,59 @@
+"""Fixtures of the gateway/manager tests: settings on the real Valkey and PostgreSQL, running
+gateways, and a signing API client."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from sorna.common.config import DatabaseSettings, RedisSettings
+from sorna.gateway import keys as K
+from sorna.gateway.app import create_app
+from sorna.gateway.testing import API, Gateway
+from sorna.manager.config import ManagerSettings, ManagerTimings
+
+
+@pytest.fixture
+def settings(redis_url: str, postgres_url: str) -> ManagerSettings:
+    base = ManagerSettings()
+    return dataclasses.replace(
+        base,
+        redis=RedisSettings(url=redis_url),
+        db=DatabaseSettings(url=postgres_url, pool_size=4),
+        timings=ManagerTimings(
+            liveness_interval_s=0.2, startup_grace_s=0.0, rpc_timeout_s=10.0, execute_timeout_s=20.0
+        ),
+    )
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def start_gateway(settings: ManagerSettings) -> AsyncIterator[GatewayFactory]:
+    servers: list[TestServer] = []
+    session = aiohttp.ClientSession()
+
+    async def start(s: ManagerSettings | None = None) -> Gateway:
+        app = create_app(s or settings)
+        server = TestServer(app)
+        await server.start_server()
+        servers.append(server)
+        admin = await app[K.KEYPAIRS].create(concurrency_limit=5, rate_limit=1000, is_admin=True)
+        return Gateway(app, server, API(server, session, admin))
+
+    try:
+        yield start
+    finally:
+        await session.close()
+        for server in reversed(servers):
+            await server.close()
+
+
+@pytest.fixture
+async def gateway(start_gateway: GatewayFactory) -> Gateway:
+    return await start_gateway()
