@@ -1,0 +1,81 @@
+"""The agent's settings: one frozen object, loaded once (TOML file + ``SORNA_*`` variables)."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from pathlib import Path
+from typing import Literal
+
+from sorna.common.config import (
+    LoggingSettings,
+    RedisSettings,
+    S3Settings,
+    section,
+    setting,
+)
+from sorna.common.constants import AGENT_RPC_PORT, HEARTBEAT_INTERVAL, KERNEL_STATS_INTERVAL
+from sorna.common.errors import ConfigError
+
+Backend = Literal["docker", "local", "auto"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CapsSettings:
+    """Upper bounds a kernel's request cannot pass."""
+
+    max_mem_kib: int = setting(1024 * 1024, "largest memory limit of one kernel (KiB)")
+    max_cpus: int = setting(4, "most CPU cores one kernel may get")
+    max_exec_timeout_ms: int = setting(600_000, "longest execution timeout (ms; 0 = no cap)")
+    pids_limit: int = setting(256, "processes and threads per kernel")
+    tmp_size_mib: int = setting(64, "size of each kernel's /tmp tmpfs (MiB)")
+    max_upload_bytes: int = setting(1 << 20, "largest file accepted by upload_file")
+    max_output_file_bytes: int = setting(5 << 20, "largest output file listed after a run")
+    max_download_chunk: int = setting(1 << 20, "largest chunk download_file returns")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise ConfigError(f"caps.{f.name}: must not be negative")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Everything a ``sorna-agent`` process is told."""
+
+    agent_id: str = setting("", "agent id (empty: the host name)")
+    region: str = setting("local", "region reported in the registry")
+    rpc_host: str = setting("*", "interface the RPC socket binds")
+    rpc_port: int = setting(AGENT_RPC_PORT, "RPC port (0: any free port)")
+    advertised_host: str = setting("127.0.0.1", "host gateways use to reach this agent")
+    backend: Backend = setting("auto", "kernel backend: docker, local, or auto")
+    scratch_root: Path = setting(Path("/var/lib/sorna/scratch"), "per-kernel scratch folders")
+    idle_timeout: float = setting(600.0, "idle seconds before a kernel is reaped (0 = never)")
+    flush_interval: float = setting(2.0, "seconds output is gathered before `continued`")
+    max_kernels: int = setting(32, "kernels this agent runs at most")
+    mem_slots_mib: int = setting(0, "memory offered to kernels (MiB; 0 = host memory)")
+    cores: list[int] = setting([], "CPU cores offered to kernels (empty: all)")
+    heartbeat_interval: float = setting(HEARTBEAT_INTERVAL, "seconds between heartbeats")
+    stats_interval: float = setting(KERNEL_STATS_INTERVAL, "seconds between kernel_stats")
+    keep_kernels_on_shutdown: bool = setting(False, "leave kernels running on shutdown")
+    s3_url_expiry: int = setting(86_400, "lifetime of output files' presigned URLs (s)")
+    caps: CapsSettings = section(CapsSettings, "limits a kernel request cannot pass")
+    redis: RedisSettings = section(RedisSettings, "registry and event stream")
+    s3: S3Settings = section(S3Settings, "output file storage")
+    logging: LoggingSettings = section(LoggingSettings, "logging")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rpc_port <= 65535:
+            raise ConfigError(f"rpc_port: must be a port number, got {self.rpc_port}")
+        for name in ("flush_interval", "heartbeat_interval", "stats_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive")
+        if self.idle_timeout < 0:
+            raise ConfigError("idle_timeout: must not be negative")
+        if self.max_kernels < 1:
+            raise ConfigError("max_kernels: must be at least 1")
+
+    @property
+    def effective_agent_id(self) -> str:
+        """The configured agent id, else the host name."""
+        return self.agent_id or socket.gethostname()

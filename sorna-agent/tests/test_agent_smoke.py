@@ -1,0 +1,21 @@
+"""Create -> execute -> destroy on both backends."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.docker
+async def test_create_execute_destroy(make_agent, rpc, run, backend_name) -> None:
+    agent = await make_agent(backend=backend_name)
+    client = rpc(agent)
+    created = await client.call(
+        "create_kernel", {"kernel_id": "k1", "lang": "python", "owner": "AKIA", "limits": {}}
+    )
+    assert created["lang"] == "python3"
+    result = await run(client, "k1", "x = 6 * 7\nprint(x)")
+    assert result["status"] == "finished"
+    assert result["stdout"] == "42\n"
+    destroyed = await client.call("destroy_kernel", {"kernel_id": "k1"})
+    assert "cpu_ms" in destroyed["stats"]
+    assert agent.kernel_ids == []
