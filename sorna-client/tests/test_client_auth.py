@@ -24,6 +24,10 @@ from sorna.client.auth import (
 
 DATA = Path(__file__).parent / "data"
 OWN_VECTORS = json.loads((DATA / "client_sign_vectors.json").read_text())
+# The gateway's vectors (sorna-manager's tests): both sides must agree on every one.
+GATEWAY_VECTORS = json.loads(
+    (Path(__file__).parents[2] / "sorna-manager/tests/data/sign_vectors.json").read_text()
+)
 
 
 def parse_date(value: str) -> datetime:
@@ -54,6 +58,23 @@ def signing_input(vector: dict[str, Any]) -> SigningInput:
 def test_signature_matches_fixed_vector(vector: dict[str, Any]) -> None:
     got = sign(OWN_VECTORS["secret_key"], vector["hash_type"], signing_input(vector))
     assert got == vector["signature"]
+
+
+@pytest.mark.parametrize(
+    "vector", GATEWAY_VECTORS["vectors"], ids=lambda v: f"{v['sign_method']}-{v['method']}"
+)
+def test_signature_matches_gateway_vector(vector: dict[str, Any]) -> None:
+    hash_type = vector["sign_method"].removeprefix("HMAC-").lower()
+    assert sign_method(hash_type) == vector["sign_method"]
+    got = sign(GATEWAY_VECTORS["secret_key"], hash_type, signing_input(vector))
+    assert got == vector["signature"]
+
+
+def test_multipart_bodies_are_hashed_as_empty() -> None:
+    vector = OWN_VECTORS["vectors"][2]
+    assert vector["content_type"].startswith("multipart/")
+    with_body = replace(signing_input(vector), body=b"--sornaboundary\r\nx\r\n--sornaboundary--")
+    assert sign(OWN_VECTORS["secret_key"], "sha256", with_body) == vector["signature"]
 
 
 def test_signature_changes_with_every_signed_part() -> None:

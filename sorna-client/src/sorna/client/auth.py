@@ -8,7 +8,8 @@
                            "x-sorna-version:" + version, hex(HASH(body))])
     signature = hex(HMAC(sign_key, to_sign))
 
-The two inner HMACs are raw digests; only the body hash and the signature are hex.
+The two inner HMACs are raw digests; only the body hash and the signature are hex. A
+multipart body is hashed as empty.
 """
 
 from __future__ import annotations
@@ -52,10 +53,17 @@ def sign(secret_key: str, hash_type: str, req: SigningInput) -> str:
             "host:" + req.host,
             "content-type:" + req.content_type,
             "x-sorna-version:" + req.version,
-            hashlib.new(hash_type, req.body).hexdigest(),
+            hashlib.new(hash_type, _hashed_body(req)).hexdigest(),
         ]
     )
     return hmac.new(sign_key, to_sign.encode(), hash_type).hexdigest()
+
+
+def _hashed_body(req: SigningInput) -> bytes:
+    # API.md: multipart bodies are hashed as empty (so uploads can stream).
+    if req.content_type.strip().lower().startswith("multipart/"):
+        return b""
+    return req.body
 
 
 def sign_method(hash_type: str) -> str:
@@ -97,7 +105,7 @@ def signed_headers(
 ) -> dict[str, str]:
     """Return the headers that authenticate one request to ``url``.
 
-    ``body`` is the exact body sent (``b""`` for multipart uploads, which are hashed as empty).
+    ``body`` is the exact body sent (``b""`` will do for multipart, which is hashed as empty).
     """
     now = now or datetime.now(UTC)
     req = SigningInput(
