@@ -112,7 +112,9 @@ async def make_agent(redis_url: str, scratch_root: Path) -> AsyncIterator[AgentF
             await agent.close()
         leftovers = await asyncio.to_thread(_containers, agent_id) if shutil.which("docker") else []
         for cid in leftovers:
-            subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
+            await asyncio.to_thread(
+                subprocess.run, ["docker", "rm", "-f", cid], capture_output=True, check=False
+            )
         daemons = _local_daemons(str(scratch_root))
         dirs = [
             p
@@ -183,6 +185,39 @@ async def run_to_end(
 def text_of(result: dict[str, Any], stream: str = "stdout") -> str:
     """All text of one stream in a result's console."""
     return "".join(item[1] for item in result["console"] if item[0] == stream)
+
+
+async def read_events(redis: Any, *, since: str = "0-0") -> list[Any]:
+    """Every event on the stream after ``since``, decoded."""
+    from sorna.common.events import decode_entry
+    from sorna.common.keys import RedisKeys
+
+    entries = await redis.xrange(RedisKeys().events(), min=f"({since}" if since != "0-0" else "-")
+    return [decode_entry(eid.decode(), fields) for eid, fields in entries]
+
+
+async def wait_event(redis: Any, name: str, match: Callable[[Any], bool], timeout: float) -> Any:
+    """Wait for an event named ``name`` whose body satisfies ``match``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        for event in await read_events(redis):
+            if event.name == name and match(event.body):
+                return event
+        if asyncio.get_running_loop().time() > deadline:
+            names = [e.name for e in await read_events(redis)]
+            raise AssertionError(f"no {name} event within {timeout} s; saw {names}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def events() -> Any:
+    """Helpers to read the event stream: ``events.read(redis)``, ``events.wait(...)``."""
+
+    class Events:
+        read = staticmethod(read_events)
+        wait = staticmethod(wait_event)
+
+    return Events
 
 
 @pytest.fixture
