@@ -1,3 +1,0 @@
-"""Sorna media."""
-
-__version__ = "0.1.0"
