@@ -196,16 +196,16 @@ async def read_events(redis: Any, *, since: str = "0-0") -> list[Any]:
     return [decode_entry(eid.decode(), fields) for eid, fields in entries]
 
 
-async def wait_event(redis: Any, name: str, match: Callable[[Any], bool], timeout: float) -> Any:
+async def wait_event(redis: Any, name: str, match: Callable[[Any], bool], within: float) -> Any:
     """Wait for an event named ``name`` whose body satisfies ``match``."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         for event in await read_events(redis):
             if event.name == name and match(event.body):
                 return event
         if asyncio.get_running_loop().time() > deadline:
             names = [e.name for e in await read_events(redis)]
-            raise AssertionError(f"no {name} event within {timeout} s; saw {names}")
+            raise AssertionError(f"no {name} event within {within} s; saw {names}")
         await asyncio.sleep(0.05)
 
 

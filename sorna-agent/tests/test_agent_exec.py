@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -34,7 +35,7 @@ async def test_continued_then_finished_with_merged_chunks(make_agent, rpc, backe
     assert all(r["runId"] == "r1" for r in results)
     for r in results:  # adjacent chunks of one stream are merged
         streams = [item[0] for item in r["console"]]
-        assert all(a != b for a, b in zip(streams, streams[1:], strict=False)), r
+        assert all(a != b for a, b in itertools.pairwise(streams)), r
     stdout = "".join(i[1] for r in results for i in r["console"] if i[0] == "stdout")
     assert stdout == "0\n1\n2\n3\n"
 

@@ -87,6 +87,8 @@ class DockerBackend(KernelBackend):
         self._events_task: asyncio.Task[None] | None = None
         self._images: dict[str, ImageInfo] = {}
         self._dead: dict[str, asyncio.Event] = {}
+        # Last usage read from a container's cgroup, kept for the final stats of one that died.
+        self._last_usage: dict[str, KernelUsage] = {}
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -231,6 +233,7 @@ class DockerBackend(KernelBackend):
 
     async def destroy(self, kernel_id: KernelId) -> None:
         self._dead.pop(kernel_id, None)
+        self._last_usage.pop(kernel_id, None)
         try:
             await self.docker.containers.container(container_name(kernel_id)).delete(
                 force=True, v=True
@@ -246,9 +249,10 @@ class DockerBackend(KernelBackend):
         except DockerError:
             return None
         if not info["State"].get("Running"):
-            return None
+            return self._last_usage.get(kernel_id)
         usage = await asyncio.to_thread(read_cgroup, info["Id"])
         if usage is not None:
+            self._last_usage[kernel_id] = usage
             return usage
         try:
             data = await container.stats(stream=False)
@@ -349,6 +353,10 @@ class DockerBackend(KernelBackend):
         if not kernel_id:
             return
         action = event.get("Action") or event.get("status")
+        usage = await asyncio.to_thread(read_cgroup, actor.get("ID", ""))
+        if usage is not None:  # the cgroup outlives the "oom" event, and "die" now and then
+            last = self._last_usage.get(kernel_id)
+            self._last_usage[kernel_id] = last.merged(usage) if last else usage
         if action == "oom":
             oom.add(kernel_id)
             return
