@@ -62,13 +62,18 @@ class SornaAPIError(SornaError):
         title: str,
         data: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(f"{status} {type_name}: {title}")
+        self.data: Mapping[str, Any] = MappingProxyType(dict(data or {}))
+        detail = self.data.get("detail")
+        #: The problem's ``detail`` member, when the server gave one.
+        self.detail = detail if isinstance(detail, str) else None
+        prefix = f"{status} " if status else ""
+        suffix = f" ({self.detail})" if self.detail and self.detail != title else ""
+        super().__init__(f"{prefix}{type_name}: {title}{suffix}")
+        #: The HTTP status (0 for a problem that arrived on a WebSocket without one).
         self.status = status
         #: The short problem name, e.g. ``kernel-not-found`` (the URL prefix removed).
         self.type = type_name
         self.title = title
-        #: The whole decoded problem document (extra members such as ``agent-details``).
-        self.data: Mapping[str, Any] = MappingProxyType(dict(data or {}))
 
 
 class InvalidRequest(SornaAPIError):
@@ -157,20 +162,27 @@ def decode_problem(status: int, reason: str, body: bytes) -> SornaAPIError:
     Bodies that are not a problem document (a proxy's HTML page, say) still give an exception
     of the right class, titled with the HTTP reason phrase.
     """
-    problem: dict[str, Any] = {}
     try:
         decoded = json.loads(body) if body else None
     except ValueError:
         decoded = None
-    if isinstance(decoded, dict):
-        problem = decoded
+    problem = decoded if isinstance(decoded, dict) else {}
+    return problem_error(problem, status=status, reason=reason)
+
+
+def problem_error(
+    problem: Mapping[str, Any], *, status: int = 0, reason: str = ""
+) -> SornaAPIError:
+    """Build the exception for a decoded problem document (its ``status`` member if any)."""
+    if not status and isinstance(problem.get("status"), int):
+        status = problem["status"]
     raw_type = problem.get("type")
     type_name = ""
     if isinstance(raw_type, str):
         type_name = raw_type.removeprefix(PROBLEM_TYPE_PREFIX).rstrip("/")
     title = problem.get("title")
     if not isinstance(title, str) or not title:
-        title = reason or f"HTTP {status}"
+        title = reason or (f"HTTP {status}" if status else "unknown error")
     if not type_name:
-        type_name = f"http-{status}"
+        type_name = f"http-{status}" if status else "unknown"
     return error_class(status, type_name)(status, type_name, title, problem)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import logging
 import os
 import uuid
@@ -294,8 +295,14 @@ class AsyncKernel:
         files = await asyncio.to_thread(_read_uploads, list(paths), Path(basedir))
         with aiohttp.MultipartWriter("form-data") as writer:
             for name, content in files:
-                part = writer.append(content, {"Content-Type": "application/octet-stream"})
-                part.set_content_disposition("form-data", name="src", filename=name)
+                part = writer.append(
+                    io.BytesIO(content), {"Content-Type": "application/octet-stream"}
+                )
+                # Raw (browser-style) file names: aiohttp's default percent-encodes the "/"
+                # of subdirectories, which servers do not decode.
+                part.set_content_disposition(
+                    "form-data", quote_fields=False, name="src", filename=name
+                )
             await self.session.request("POST", self._url("upload"), multipart=writer)
 
     async def list_files(self, path: str = ".") -> list[FileEntry]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -135,12 +136,13 @@ class AsyncSession:
 
         Error answers raise the :class:`SornaAPIError` subclass their problem type maps to.
         """
-        data: bytes | aiohttp.MultipartWriter
+        data: io.BytesIO | aiohttp.MultipartWriter
         if multipart is not None:
             data, content_type, signed_body = multipart, multipart.content_type, b""
         else:
             body = b"" if json_body is None else json.dumps(json_body).encode()
-            data, content_type, signed_body = body, JSON_TYPE, body
+            # A file-like body is sent in chunks, so large code never stalls the loop.
+            data, content_type, signed_body = io.BytesIO(body), JSON_TYPE, body
         headers = self._headers(method, url, content_type, signed_body)
         try:
             async with self._client().request(method, url, data=data, headers=headers) as resp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import aiohttp
 from yarl import URL
 
-from .exceptions import ConnectionFailed, ProtocolError, SornaClientError
+from .exceptions import ConnectionFailed, ProtocolError, SornaClientError, problem_error
 from .types import ConsoleItem, ConsoleKind
 
 if TYPE_CHECKING:
@@ -106,12 +107,15 @@ class AsyncExecuteStream(_Socket):
     """A run over ``/stream/kernel/:id/execute``; iterate for :class:`StreamEvent` items.
 
     Iteration ends after ``finished`` or ``exec-timeout``; answer ``waiting-input`` events
-    with :meth:`send_input`.
+    with :meth:`send_input`. After ``build-finished`` (batch mode) the stream asks for the
+    exec part itself. An ``error`` event raises its decoded :class:`SornaAPIError`.
     """
 
     def __init__(self, session: AsyncSession, url: URL, request: dict[str, Any]) -> None:
         super().__init__(session, url)
-        self._request = request
+        # Input and continue messages name the run, so it gets an id up front.
+        self.run_id: str = request.get("runId") or uuid.uuid4().hex
+        self._request = {**request, "runId": self.run_id}
         self._done = False
 
     async def __aenter__(self) -> Self:
@@ -134,13 +138,19 @@ class AsyncExecuteStream(_Socket):
             self._done = True
             raise ProtocolError("the execute stream closed before the run finished")
         event = StreamEvent(str(data.get("type")), data.get("data"))
+        if event.type == "error":
+            self._done = True
+            problem = event.data if isinstance(event.data, dict) else {}
+            raise problem_error(problem)
         if event.type in TERMINAL_EVENTS:
             self._done = True
+        elif event.type == "build-finished":
+            await self._send({"mode": "continue", "code": "", "runId": self.run_id})
         return event
 
     async def send_input(self, line: str) -> None:
         """Answer a ``waiting-input`` event with one line."""
-        await self._send({"mode": "input", "code": line})
+        await self._send({"mode": "input", "code": line, "runId": self.run_id})
 
 
 class AsyncPtyStream(_Socket):
