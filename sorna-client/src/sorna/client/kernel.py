@@ -57,7 +57,8 @@ _TERMINAL: Final = frozenset({RunStatus.FINISHED, RunStatus.EXEC_TIMEOUT})
 
 
 class AsyncKernel:
-    """A kernel on the server. Get one with :meth:`get_or_create`.
+    """A kernel on the server. Get one with :meth:`get_or_create`, or address an existing one
+    with ``AsyncKernel(session, kernel_id)``.
 
     ``async with`` destroys the kernel on exit. A kernel made without an explicit session
     owns one, closed by :meth:`destroy` or :meth:`close`.

@@ -168,6 +168,11 @@ class Kernel:
             raise
         return cls(sess, aio, owns_session=session is None)
 
+    @classmethod
+    def from_id(cls, kernel_id: str, *, session: Session) -> Kernel:
+        """Address an existing kernel by its id, through ``session``."""
+        return cls(session, AsyncKernel(session.aio, kernel_id), owns_session=False)
+
     def __enter__(self) -> Self:
         return self
 
