@@ -48,7 +48,12 @@ async def cli(
         env=env,
         cwd=cwd or home,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=90)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=90)
+    finally:
+        if proc.returncode is None:  # timed out or cancelled: leave no process behind
+            proc.kill()
+            await proc.wait()
     assert proc.returncode is not None
     return Completed(proc.returncode, out.decode(), err.decode())
 

@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "shell",
         shell_command,
-        "Open an interactive terminal on a tty kernel (such as shell) through the WebSocket.",
+        "Open an interactive terminal on a tty kernel (such as shell) through the WebSocket. "
+        "Ctrl-] ends the session; with piped input it ends once the input is used up and the "
+        "remote side is quiet.",
     )
     p.add_argument("lang", metavar="LANG", nargs="?", default="shell", help="default: shell")
     p.add_argument("-t", "--token", metavar="TOKEN", help="reuse the live kernel of this token")
