@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -56,6 +57,9 @@ WORK_UID: Final = 1000
 #: What every image needs: the runner library runs on Debian's python3 and pyzmq.
 COMMON_PACKAGES: Final = ("python3", "python3-zmq")
 
+#: The sorna-media packages the python3 image ships (drawings, display, matplotlib backend).
+MEDIA_LIBRARIES: Final = ("types", "drawing", "display", "matplotlib")
+
 ProgressFn = Callable[[str], None]
 
 
@@ -76,6 +80,9 @@ class KernelSpec:
     corecount_envs: tuple[str, ...] = ()
     #: The daemon file copied from ``kernels/<lang>/`` into /home/sorna.
     daemon: str = "run.py"
+    #: ``sorna.*`` packages of other components copied beside the runner (importable in the
+    #: kernel through PYTHONPATH=/home/sorna), e.g. the sorna-media library for python3.
+    libraries: tuple[str, ...] = ()
 
     def labels(self) -> dict[str, str]:
         """The ``io.sorna.*`` labels of PROTOCOLS.md section 4."""
@@ -98,6 +105,8 @@ KERNEL_SPECS: Final = {
             "python3",
             packages=(),
             corecount_envs=("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NPROC"),
+            # numpy, pandas, matplotlib and PIL come from the python3 Dockerfile's own apt step.
+            libraries=MEDIA_LIBRARIES,
         ),
         KernelSpec("nodejs", packages=("nodejs",), daemon="run.js", corecount_envs=("NPROC",)),
         KernelSpec("c", packages=("gcc", "libc6-dev", "make"), corecount_envs=("NPROC",)),
@@ -367,7 +376,24 @@ def assemble_context(spec: KernelSpec, ctx: Path, jail: Path, src: Path | None =
         ctx / "sorna" / "repl",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "imagebuild*.py", "dockerkernel.py"),
     )
+    for name in spec.libraries:
+        shutil.copytree(
+            library_dir(name),
+            ctx / "sorna" / name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
     (ctx / ".dockerignore").write_text("**/__pycache__\n")
+
+
+def library_dir(name: str) -> Path:
+    """The source folder of package ``sorna.<name>`` (installed with its component)."""
+    try:
+        spec = importlib.util.find_spec(f"sorna.{name}")
+    except ImportError:
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ImageBuildError(f"package sorna.{name} is not installed (make install)")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _build_line(line: str) -> str | None:
