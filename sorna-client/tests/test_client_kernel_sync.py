@@ -97,3 +97,27 @@ async def test_session_admin_and_errors(stack: Stack) -> None:
         assert info.value.status == 401
 
     await asyncio.to_thread(scenario)
+
+
+async def test_function_api(stack: Stack) -> None:
+    from sorna.client import (
+        create_kernel,
+        destroy_kernel,
+        execute_code,
+        get_kernel_info,
+        restart_kernel,
+    )
+
+    def scenario() -> None:
+        kernel_id = create_kernel("python3", "fn-api-token", config=stack.user)
+        assert create_kernel("python3", "fn-api-token", config=stack.user) == kernel_id
+        assert execute_code(kernel_id, "v = 2", config=stack.user).status == RunStatus.FINISHED
+        assert execute_code(kernel_id, "print(v * 21)", config=stack.user).stdout == "42\n"
+        assert get_kernel_info(kernel_id, config=stack.user).lang == "python3"
+        restart_kernel(kernel_id, config=stack.user)
+        assert "NameError" in execute_code(kernel_id, "v", config=stack.user).stderr
+        assert isinstance(destroy_kernel(kernel_id, config=stack.user), dict)
+        with pytest.raises(KernelNotFound):
+            get_kernel_info(kernel_id, config=stack.user)
+
+    await asyncio.to_thread(scenario)

@@ -38,6 +38,13 @@ from .exceptions import (
     SornaClientError,
     SornaError,
 )
+from .functions import (
+    create_kernel,
+    destroy_kernel,
+    execute_code,
+    get_kernel_info,
+    restart_kernel,
+)
 from .kernel import AsyncKernel, ExecMode, InputRequest
 from .session import AsyncSession
 from .streams import AsyncExecuteStream, AsyncPtyStream, StreamEvent
@@ -97,5 +104,10 @@ __all__ = [
     "SornaError",
     "StreamEvent",
     "__version__",
+    "create_kernel",
+    "destroy_kernel",
+    "execute_code",
+    "get_kernel_info",
     "load_config",
+    "restart_kernel",
 ]
