@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: How long a daemon may take to bind its sockets.
 START_TIMEOUT = 30.0
+#: How long a restart waits for Docker's "die" event of the daemon it killed.
+RESTART_DIE_WAIT = 2.0
 
 
 def container_name(kernel_id: KernelId) -> str:
@@ -196,12 +198,15 @@ class DockerBackend(KernelBackend):
     async def restart(self, spec: KernelSpec) -> Endpoint:
         name = container_name(spec.kernel_id)
         container = self.docker.containers.container(name)
+        old_death = self._dead.setdefault(spec.kernel_id, asyncio.Event())
         try:
             with contextlib.suppress(DockerError):
                 await container.kill()
             await container.wait()
+            # Let the old daemon's "die" event land first, so it is not taken for the new one's.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(old_death.wait(), RESTART_DIE_WAIT)
             _clear_sockets(spec.ipc_dir)
-            # A "die" of the old daemon seen from now on finds the container running again.
             self._dead[spec.kernel_id] = asyncio.Event()
             await container.start()
         except DockerError as e:

@@ -23,7 +23,7 @@ from sorna.repl.protocol import CompletePayload, InputOp, OutputOp, json_payload
 
 from .backend import Endpoint, KernelSpec
 from .errors import InvalidApiParams, KernelExecutionFailed
-from .files import changed_files
+from .files import Snapshot, changed_files
 from .runs import Run
 from .stats import KernelUsage
 from .storage import OutputStore
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 #: How long a completion or status request waits for the daemon.
 QUERY_TIMEOUT = 5.0
+
+#: Scratch folders with fewer files than this are listed without a thread.
+INLINE_SNAPSHOT_FILES = 200
 
 #: Restarts a kernel whose run passed its execution timeout.
 Restarter = Callable[["Kernel"], Awaitable[None]]
@@ -67,6 +70,7 @@ class Kernel:
         self._driver: asyncio.Task[None] | None = None
         self._query_lock = asyncio.Lock()
         self._answers: dict[str, asyncio.Future[Any]] = {}
+        self._scratch_files = 0
 
     @property
     def kernel_id(self) -> str:
@@ -229,9 +233,7 @@ class Kernel:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return run.take(RunStatus.CONTINUED)
-            run.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.changed.wait(), remaining)
+            await run.wait_change(remaining)
 
     async def _drive(self) -> None:
         while True:
@@ -253,8 +255,7 @@ class Kernel:
                 self.last_used = time.monotonic()
 
     async def _serve(self, run: Run) -> None:
-        scratch = self.spec.scratch
-        before = await asyncio.to_thread(scratch.snapshot)
+        before = await self._snapshot()
         timeout_ms = self.spec.limits.exec_timeout_ms
         run.started = True
         try:
@@ -270,10 +271,10 @@ class Kernel:
             run.outcome = RunStatus.FINISHED
             run.final_options = run.step_options
         if not run.files_ready:
-            after = await asyncio.to_thread(scratch.snapshot)
+            after = await self._snapshot()
             run.files = await self._publish(run, changed_files(before, after, self._max_file))
             run.files_ready = True
-        run.changed.set()
+        run.notify()
 
     async def _steps(self, run: Run) -> None:
         if run.mode == ExecMode.BATCH:
@@ -286,7 +287,7 @@ class Kernel:
                     return
                 status = (run.step_options or {}).get("exit_code", 0)
                 run.build_finished = True
-                run.changed.set()
+                run.notify()
                 if status != 0:
                     return
             run.step_done.clear()
@@ -295,6 +296,15 @@ class Kernel:
             run.step_done.clear()
             await self._send(InputOp.CODE, run.code)
         await run.step_done.wait()
+
+    async def _snapshot(self) -> Snapshot:
+        # A small folder is walked in place (tens of microseconds); a big one in a thread.
+        if self._scratch_files < INLINE_SNAPSHOT_FILES:
+            found = self.spec.scratch.snapshot()
+        else:
+            found = await asyncio.to_thread(self.spec.scratch.snapshot)
+        self._scratch_files = len(found)
+        return found
 
     async def _publish(self, run: Run, paths: list[str]) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = []

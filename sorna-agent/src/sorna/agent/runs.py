@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +36,7 @@ class Run:
     #: Set by the reader when the daemon ends the current step (build or exec).
     step_done: asyncio.Event = field(default_factory=asyncio.Event)
     step_options: dict[str, Any] | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _waiters: set[asyncio.Future[None]] = field(default_factory=set)
     started: bool = False
 
     def add(self, frame: Frame) -> None:
@@ -64,7 +63,26 @@ class Run:
             return
         else:
             return
-        self.changed.set()
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake whoever waits in :meth:`wait_change`."""
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def wait_change(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until :meth:`notify` or ``timeout`` seconds (a timer, not a task: hot path)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiters.discard(waiter)
 
     def append(self, stream: str, text: str) -> None:
         """Add text, merged with the previous item when it is of the same stream."""
@@ -79,7 +97,7 @@ class Run:
             self.outcome = outcome
             self.final_options = options
         self.step_done.set()
-        self.changed.set()
+        self.notify()
 
     def take(self, status: RunStatus, options: dict[str, Any] | None = None) -> ExecuteResult:
         """Build a result, handing over the output gathered since the last one."""
@@ -105,13 +123,13 @@ class Run:
     files_ready: bool = False
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _json(frame: Frame) -> Any:
     try:
         return frame.json()
     except ValueError:
         return None
-
-
-def dumps_options(options: dict[str, Any] | None) -> str:
-    """JSON text of options (for logs)."""
-    return json.dumps(options or {})

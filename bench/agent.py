@@ -1,0 +1,152 @@
+"""Agent overhead, each figure beside its baseline from the same run.
+
+1. Warm round trip: ``execute`` of ``print(1)`` through the agent's RPC (agent in its own
+   process, docker backend, python3 kernel) to the ``finished`` result, beside the raw REPL
+   round trip of bench/repl.py (``code`` -> ``finished`` straight to a kernel container's
+   sockets). Target: <= 1 ms added at p50.
+2. Kernel creation: ``create_kernel`` through RPC (returns once the daemon listens) beside
+   ``docker run -d`` of the same image (returns once the container started). Target ratio
+   <= 1.3.
+
+Usage: python bench/agent.py [--rounds 2000] [--creates 7]
+Needs Docker and the sorna/kernel-python3 image (make image LANG=python3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from sorna.common.keys import RedisKeys
+from sorna.common.langs import image_name
+from sorna.common.rpc import RPCClient
+from sorna.common.servers import ValkeyServer
+
+AGENT_ID = "bench-agent"
+
+
+def _load_repl_bench():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("bench_repl", Path(__file__).with_name("repl.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def start_agent(redis_url: str, scratch: Path) -> tuple[asyncio.subprocess.Process, str]:
+    env = {
+        **os.environ,
+        "SORNA_AGENT_ID": AGENT_ID,
+        "SORNA_BACKEND": "docker",
+        "SORNA_RPC_HOST": "127.0.0.1",
+        "SORNA_RPC_PORT": "0",
+        "SORNA_SCRATCH_ROOT": str(scratch),
+        "SORNA_REDIS_URL": redis_url,
+        "SORNA_LOGGING_LEVEL": "WARNING",
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "sorna.agent.cli", env=env)
+    redis = Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            addr = await redis.hget(RedisKeys().agent(AGENT_ID), "addr")  # type: ignore[misc]
+            if addr:
+                return proc, addr.decode()
+            if time.monotonic() > deadline or proc.returncode is not None:
+                raise RuntimeError("the agent did not start")
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+
+
+async def agent_round_trips(client: RPCClient, kernel_id: str, rounds: int) -> list[float]:
+    times = []
+    for i in range(rounds + 50):
+        t0 = time.perf_counter()
+        result = await client.call(
+            "execute",
+            {"kernel_id": kernel_id, "run_id": f"r{i}", "mode": "query", "code": "print(1)"},
+        )
+        took = (time.perf_counter() - t0) * 1000
+        assert result["status"] == "finished", result
+        if i >= 50:
+            times.append(took)
+    return times
+
+
+def docker_run_detached(ref: str) -> float:
+    name = f"bench-run-{uuid.uuid4().hex[:8]}"
+    t0 = time.perf_counter()
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--network", "none", ref],
+        check=True,
+        capture_output=True,
+    )
+    took = time.perf_counter() - t0
+    subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True)
+    return took
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--creates", type=int, default=7)
+    args = parser.parse_args()
+    repl_bench = _load_repl_bench()
+    ref = image_name("python3")
+    scratch = Path(tempfile.mkdtemp(prefix="sa-bench-", dir="/tmp"))
+    with ValkeyServer() as valkey:
+        proc, addr = await start_agent(valkey.url, scratch)
+        client = RPCClient(addr, timeout=60)
+        try:
+            raw = await repl_bench.kernel_round_trips("python3", args.rounds, "print(1)")
+            await client.call(
+                "create_kernel", {"kernel_id": "warm", "lang": "python3", "owner": "b"}
+            )
+            via = await agent_round_trips(client, "warm", args.rounds)
+            await client.call("destroy_kernel", {"kernel_id": "warm"})
+
+            creates, runs = [], []
+            for i in range(args.creates):
+                runs.append(await asyncio.to_thread(docker_run_detached, ref))
+                t0 = time.perf_counter()
+                await client.call(
+                    "create_kernel", {"kernel_id": f"c{i}", "lang": "python3", "owner": "b"}
+                )
+                creates.append(time.perf_counter() - t0)
+                await client.call("destroy_kernel", {"kernel_id": f"c{i}"})
+        finally:
+            await client.close()
+            proc.terminate()
+            await proc.wait()
+            shutil.rmtree(scratch, ignore_errors=True)
+    r50, r99 = repl_bench.percentile(raw, 0.5), repl_bench.percentile(raw, 0.99)
+    a50, a99 = repl_bench.percentile(via, 0.5), repl_bench.percentile(via, 0.99)
+    print(f"warm round trip, {args.rounds} rounds of `print(1)` (python3 container):")
+    print(f"  raw REPL (bench/repl.py):  p50 {r50:.3f} ms  p99 {r99:.3f} ms")
+    print(f"  through the agent's RPC:   p50 {a50:.3f} ms  p99 {a99:.3f} ms")
+    added = a50 - r50
+    print(f"  added at p50: {added:.3f} ms (target <= 1 ms: {'OK' if added <= 1 else 'over'})")
+    c50, d50 = statistics.median(creates), statistics.median(runs)
+    print(f"kernel creation, median of {args.creates}:")
+    print(f"  docker run -d {ref}:  {d50 * 1000:.0f} ms")
+    print(f"  create_kernel via RPC:     {c50 * 1000:.0f} ms")
+    ratio = c50 / d50
+    print(f"  ratio {ratio:.2f} (target <= 1.3: {'OK' if ratio <= 1.3 else 'over'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
