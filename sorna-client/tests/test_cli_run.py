@@ -4,6 +4,7 @@ gateway and agent of the ``stack`` fixture."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -231,3 +232,28 @@ async def test_usage_errors_exit_2(stack: Stack, tmp_path: Path) -> None:
     unknown_lang = await cli(stack, tmp_path, "run", "cobol", "-c", "x")
     assert unknown_lang.returncode == 2
     assert unknown_lang.stderr.startswith("sorna: error: 404 unsupported-lang: ")
+
+
+async def test_ctrl_c_interrupts_and_cleans_up(stack: Stack, tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "sorna"),
+        "run",
+        "python3",
+        "-c",
+        "import time\nprint('started', flush=True)\ntime.sleep(60)",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=stack.cli_env(tmp_path),
+    )
+    try:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), timeout=60) == b"started\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 130
+    assert err.decode().endswith("sorna: interrupted\n")
+    assert await live_kernels(stack) == []

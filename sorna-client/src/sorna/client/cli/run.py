@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import shlex
 import sys
 from pathlib import Path
 
-from ..exceptions import KernelNotFound
+from ..exceptions import KernelNotFound, SornaError
 from ..kernel import AsyncKernel, ExecMode
 from ..session import AsyncSession
 from ..types import RunResult, RunStatus
@@ -96,13 +98,19 @@ async def run_command(args: argparse.Namespace, session: AsyncSession, status: S
             status(f"uploading {len(files)} file(s)")
             await kernel.upload(files)
         status("running")
-        if args.code is not None:
-            result = await kernel.run(args.code, on_input=TerminalInput(), on_output=writer)
-        else:
-            opts = {"build": args.build, "exec": _exec_command(args.exec, lang, files)}
-            result = await kernel.run(
-                mode=ExecMode.BATCH, opts=opts, on_input=TerminalInput(), on_output=writer
-            )
+        try:
+            if args.code is not None:
+                result = await kernel.run(args.code, on_input=TerminalInput(), on_output=writer)
+            else:
+                opts = {"build": args.build, "exec": _exec_command(args.exec, lang, files)}
+                result = await kernel.run(
+                    mode=ExecMode.BATCH, opts=opts, on_input=TerminalInput(), on_output=writer
+                )
+        except asyncio.CancelledError:
+            # Ctrl-C: stop the program too, even in a kernel that is kept.
+            with contextlib.suppress(SornaError):
+                await kernel.interrupt()
+            raise
         if args.download is not None:
             await _download(kernel, result, args.download)
         elif result.files:
