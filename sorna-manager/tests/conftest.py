@@ -4,12 +4,19 @@ gateways, and a signing API client."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from sorna.agent.agent import Agent
+from sorna.agent.config import AgentSettings
 from sorna.common.config import DatabaseSettings, RedisSettings
 from sorna.gateway import keys as K
 from sorna.gateway.app import create_app
@@ -57,3 +64,54 @@ async def start_gateway(settings: ManagerSettings) -> AsyncIterator[GatewayFacto
 @pytest.fixture
 async def gateway(start_gateway: GatewayFactory) -> Gateway:
     return await start_gateway()
+
+
+# ------------------------------------------------------------------ real agents
+
+
+@pytest.fixture
+def scratch_root() -> Iterator[Path]:
+    """A short scratch root (ipc socket paths must stay under 108 bytes)."""
+    root = Path(tempfile.mkdtemp(prefix="gw-", dir="/tmp"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+AgentFactory = Callable[..., Awaitable[Agent]]
+
+
+@pytest.fixture
+async def start_agent(redis_url: str, scratch_root: Path) -> AsyncIterator[AgentFactory]:
+    """Start in-process local-backend agents; closed after the test."""
+    agents: list[Agent] = []
+
+    async def start(**overrides: Any) -> Agent:
+        fields: dict[str, Any] = {
+            "agent_id": f"gw-test-{uuid.uuid4().hex[:8]}",
+            "rpc_host": "127.0.0.1",
+            "rpc_port": 0,
+            "backend": "local",
+            "scratch_root": scratch_root / f"a{len(agents)}",
+            "flush_interval": 0.5,
+            "heartbeat_interval": 0.5,
+            "stats_interval": 0.5,
+            "redis": RedisSettings(url=redis_url),
+        }
+        fields.update(overrides)
+        agent = Agent(settings=AgentSettings(**fields))
+        await agent.start()
+        agents.append(agent)
+        return agent
+
+    try:
+        yield start
+    finally:
+        for agent in reversed(agents):
+            await agent.close()
+
+
+@pytest.fixture
+async def agent(start_agent: AgentFactory) -> Agent:
+    return await start_agent()

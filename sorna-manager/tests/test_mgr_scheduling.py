@@ -35,6 +35,8 @@ async def put_agent(
             "status": "alive",
         },
     )
+    # Kernels the gateways placed there are counted as reserved (normal operation).
+    await redis.set(KEYS.agent_reserved(AgentId(agent_id)), num_kernels)
     if alive:
         await redis.set(KEYS.agent_alive(AgentId(agent_id)), b"1", px=60_000)
     await redis.sadd(KEYS.agents(), agent_id)

@@ -4,6 +4,7 @@ upload, file listing and download."""
 from __future__ import annotations
 
 import posixpath
+import urllib.parse
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -121,7 +122,8 @@ async def upload(request: web.Request) -> web.Response:
             continue
         if len(files) >= limits.upload_max_files:
             raise PayloadTooLarge(f"at most {limits.upload_max_files} files per upload")
-        path = work_path(part.filename or "")
+        # aiohttp clients percent-encode names in Content-Disposition ("sub%2Fb.txt").
+        path = work_path(urllib.parse.unquote(part.filename or ""))
         data = bytearray()
         while chunk := await part.read_chunk(64 << 10):
             data += chunk
