@@ -21,6 +21,7 @@ from sorna.client import (
     NotFound,
     PayloadTooLarge,
     QuotaExceeded,
+    RateLimitExceeded,
     SornaAPIError,
 )
 
@@ -121,3 +122,15 @@ async def test_unreachable_endpoint_is_connection_failed() -> None:
     async with AsyncSession(config) as session:
         with pytest.raises(ConnectionFailed, match=f"127.0.0.1:{port}"):
             await session.hello()
+
+
+async def test_rate_limit_exceeded(stack: Stack) -> None:
+    async with AsyncSession(stack.admin) as session:
+        created = await AsyncAdmin(session).create_keypair(concurrency_limit=1, rate_limit=3)
+    limited = ClientConfig(created["accessKey"], created["secretKey"], endpoint=stack.endpoint)
+    async with AsyncSession(limited) as session:
+        for _ in range(3):
+            await session.authorize()
+        with pytest.raises(RateLimitExceeded) as info:
+            await session.authorize()
+    assert_server_problem(info.value, 429, "rate-limit-exceeded")

@@ -221,3 +221,13 @@ async def test_stream_execute_batch_runs_exec_after_build(stack: Stack, tmp_path
         assert "build-finished" in types
         assert types[-1] == "finished"
         assert "hi from c" in "".join(str(e.data) for e in events if e.type == "stdout")
+
+
+async def test_odd_file_names_round_trip(stack: Stack, tmp_path: Path) -> None:
+    name = "my notes é & 100%.txt"
+    (tmp_path / name).write_text("odd\n")
+    async with AsyncKernel.get_or_create("python3", config=stack.user) as kernel:
+        await kernel.upload([tmp_path / name], basedir=tmp_path)
+        assert name in {e.name for e in await kernel.list_files()}
+        saved = await kernel.download(name, tmp_path / "back.txt")
+        assert saved.read_text() == "odd\n"
