@@ -393,6 +393,32 @@ async def test_shared_context_is_left_open(make_server: ServerFactory) -> None:
         ctx.term()
 
 
+async def test_coroutine_handlers_run_in_a_task_and_plain_ones_inline(
+    make_client: ClientFactory,
+) -> None:
+    async def bounded(params: dict[str, Any]) -> Any:
+        # asyncio.timeout needs a current task, even before the first wait.
+        assert asyncio.current_task() is not None
+        async with asyncio.timeout(5):
+            await asyncio.sleep(0)
+            return params["x"] * 2
+
+    def quick(params: dict[str, Any]) -> Any:
+        return {"inline": asyncio.current_task() is None, "x": params["x"]}
+
+    def quick_fails(params: dict[str, Any]) -> Any:
+        raise KeyError("nope")
+
+    handlers = {"bounded": bounded, "quick": quick, "quick_fails": quick_fails}
+    async with RPCServer(address=LOOPBACK, handlers=handlers) as server:
+        client = make_client(server.address)
+        assert await client.call("bounded", {"x": 21}) == 42
+        assert await client.call("quick", {"x": 1}) == {"inline": True, "x": 1}
+        with pytest.raises(RemoteError) as err:
+            await client.call("quick_fails")
+        assert err.value.type == "internal-error"
+
+
 async def test_handlers_that_wait_in_several_steps_and_fail_late(
     make_client: ClientFactory,
 ) -> None:

@@ -158,7 +158,6 @@ class Kernel:
             self._answers[answer] = future
             try:
                 await self._send(op, payload)
-                # wait_for, not asyncio.timeout: an RPC handler's first step runs outside a task.
                 return await asyncio.wait_for(future, QUERY_TIMEOUT)
             finally:
                 self._answers.pop(answer, None)

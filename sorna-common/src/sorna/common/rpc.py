@@ -17,6 +17,7 @@ which is most of the round trip on loopback (see ``bench/rpc.py``).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import logging
 import re
@@ -71,8 +72,11 @@ _POLLIN: Final = int(zmq.POLLIN)
 _DONTWAIT: Final = int(zmq.DONTWAIT)
 _SNDMORE: Final = int(zmq.DONTWAIT | zmq.SNDMORE)
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-"""An RPC method: takes the request's ``params`` and returns the reply's ``result``."""
+Handler = Callable[[dict[str, Any]], Awaitable[Any]] | Callable[[dict[str, Any]], Any]
+"""An RPC method: takes the request's ``params`` and returns the reply's ``result``.
+
+A coroutine function runs in a task of its own per request; a plain function must not block
+and is answered inline, without a task."""
 
 
 class ErrorInfo(TypedDict):
@@ -192,33 +196,6 @@ class _LoopSocket:
         self._drain_soon()
 
 
-async def _drive(coro: Any, waiting_on: Any) -> Any:
-    """Finish ``coro``, already started by hand and suspended on ``waiting_on``.
-
-    This is what an asyncio task does with a coroutine, done here so that the first step can run
-    eagerly (Python 3.11 has no eager task factory). A yielded future is waited for (without
-    taking its result, which the coroutine reads itself when resumed); a cancellation is passed
-    on to that future, then into the coroutine, as a task would.
-    """
-    while True:
-        if waiting_on is not None:
-            try:
-                await asyncio.wait((waiting_on,))
-            except asyncio.CancelledError:
-                waiting_on.cancel()
-                try:
-                    waiting_on = coro.throw(asyncio.CancelledError())
-                except StopIteration as done:
-                    return done.value
-                continue
-        else:
-            await asyncio.sleep(0)
-        try:
-            waiting_on = coro.send(None)
-        except StopIteration as done:
-            return done.value
-
-
 class RPCServer(_Closing):
     """Serve RPC methods on a bound ROUTER socket; each request runs as its own task."""
 
@@ -308,31 +285,33 @@ class RPCServer(_Closing):
         if handler is None:
             self._send_error(routing, req_id, ERROR_METHOD_NOT_FOUND, f"no method {method!r}")
             return
-        # Run the handler's first step right here: a handler that finishes without waiting (most
-        # quick calls) is answered with no task at all; one that waits continues in a task.
-        coro = handler(params)
-        try:
-            waiting_on = coro.send(None)  # type: ignore[attr-defined]
-        except StopIteration as done:
-            self._reply(routing, req_id, method, done.value, None)
-            return
-        except BaseException as exc:  # reported to the caller, like any handler error
-            self._reply(routing, req_id, method, None, exc)
-            return
-        task = asyncio.create_task(self._resume(coro, waiting_on, routing, req_id, method))
+        if not inspect.iscoroutinefunction(handler):
+            # A plain function is a quick, non-blocking method: answer it right here, with no
+            # task (the cheapest path, used by ``ping``). Coroutine handlers run in a task each.
+            try:
+                result = handler(params)
+            except Exception as exc:
+                self._reply(routing, req_id, method, None, exc)
+                return
+            if not inspect.isawaitable(result):
+                self._reply(routing, req_id, method, result, None)
+                return
+            awaitable: Awaitable[Any] = result
+        else:
+            awaitable = handler(params)
+        task = asyncio.create_task(self._serve(awaitable, routing, req_id, method))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _resume(
-        self, coro: Any, waiting_on: Any, routing: list[bytes], req_id: str, method: str
+    async def _serve(
+        self, awaitable: Awaitable[Any], routing: list[bytes], req_id: str, method: str
     ) -> None:
-        """Drive a handler coroutine that suspended during its eager first step."""
         try:
-            result = await _drive(coro, waiting_on)
-        except BaseException as exc:
+            result = await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
             self._reply(routing, req_id, method, None, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
             return
         self._reply(routing, req_id, method, result, None)
 
@@ -347,8 +326,6 @@ class RPCServer(_Closing):
         try:
             if error is not None:
                 raise error
-        except asyncio.CancelledError:
-            return
         except RemoteError as exc:
             self._send_error(routing, req_id, exc.type, exc.message, exc.data)
         except SornaError as exc:
@@ -357,8 +334,6 @@ class RPCServer(_Closing):
         except Exception as exc:
             log.exception("RPC method %s raised", method)
             self._send_error(routing, req_id, ERROR_INTERNAL, f"{type(exc).__name__}: {exc}")
-        except BaseException:
-            raise
         else:
             try:
                 body = packb({"v": RPC_VERSION, "id": req_id, "result": result})
