@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 JSON_TYPE: Final = "application/json"
 USER_AGENT: Final = "sorna-client/0.1.0"
+LARGE_BODY: Final = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +137,12 @@ class AsyncSession:
 
         Error answers raise the :class:`SornaAPIError` subclass their problem type maps to.
         """
-        data: io.BytesIO | aiohttp.MultipartWriter
+        data: bytes | io.BytesIO | aiohttp.MultipartWriter
         if multipart is not None:
             data, content_type, signed_body = multipart, multipart.content_type, b""
         else:
             body = b"" if json_body is None else json.dumps(json_body).encode()
-            # A file-like body is sent in chunks, so large code never stalls the loop.
-            data, content_type, signed_body = io.BytesIO(body), JSON_TYPE, body
+            data, content_type, signed_body = _payload(body), JSON_TYPE, body
         headers = self._headers(method, url, content_type, signed_body)
         try:
             async with self._client().request(method, url, data=data, headers=headers) as resp:
@@ -190,6 +190,12 @@ class AsyncSession:
         if data.get("authorized") != "yes":
             raise ProtocolError(f"unexpected authorize answer: {data!r:.200}")
         return data.get("echo")
+
+
+def _payload(body: bytes) -> bytes | io.BytesIO:
+    # A large body goes file-like, sent in chunks, so it never stalls the loop; small ones
+    # stay bytes (aiohttp reads file-like bodies through an executor, a thread hop per call).
+    return io.BytesIO(body) if len(body) > LARGE_BODY else body
 
 
 def _connection_message(endpoint: str, e: BaseException) -> str:
