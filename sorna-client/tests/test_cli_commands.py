@@ -55,7 +55,6 @@ def test_shortcut_help(script: str, lang: str) -> None:
     assert f"sorna run {lang} FILE..." in " ".join(text.split())
 
 
-@pytest.mark.slow
 async def test_kernel_commands(stack: Stack, tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("payload\n")
     kernel = await AsyncKernel.get_or_create("python3", config=stack.user)
@@ -90,7 +89,6 @@ async def test_kernel_commands(stack: Stack, tmp_path: Path) -> None:
         await kernel.close()
 
 
-@pytest.mark.slow
 async def test_admin_listings(stack: Stack, tmp_path: Path) -> None:
     keypairs = await cli(stack, tmp_path, "admin", "keypairs", config=stack.admin)
     assert keypairs.returncode == 0, keypairs.stderr
@@ -102,7 +100,6 @@ async def test_admin_listings(stack: Stack, tmp_path: Path) -> None:
     assert kernels.returncode == 0 and kernels.stdout.strip() == "(none)"
 
 
-@pytest.mark.slow
 async def test_shell_through_the_pty_stream(stack: Stack, tmp_path: Path) -> None:
     done = await asyncio.wait_for(
         cli(stack, tmp_path, "shell", stdin="echo sorna-$((6*7))\n"), timeout=60

@@ -10,13 +10,9 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from sorna.client import AsyncAdmin, AsyncSession, ClientConfig
 
 from .conftest import Stack
-
-pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 

@@ -12,12 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from .conftest import Stack
 from .test_cli_run import BIN
-
-pytestmark = pytest.mark.slow
 
 WAIT_S = 60.0
 

@@ -27,8 +27,6 @@ from sorna.client import (
 
 from .conftest import Stack
 
-pytestmark = pytest.mark.slow
-
 
 def assert_server_problem(err: SornaAPIError, status: int, type_name: str) -> None:
     assert err.status == status

@@ -19,8 +19,6 @@ from sorna.client import (
 
 from .conftest import Stack
 
-pytestmark = pytest.mark.slow
-
 SLOW_PRINTS = textwrap.dedent(
     """
     import time

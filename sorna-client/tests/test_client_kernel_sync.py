@@ -22,8 +22,6 @@ from sorna.client import (
 
 from .conftest import Stack
 
-pytestmark = pytest.mark.slow
-
 
 def loop_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name == "sorna-client-loop"}
