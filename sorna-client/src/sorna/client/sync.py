@@ -233,7 +233,10 @@ class Kernel:
         on_input: InputCallback | None = None,
         on_output: OutputCallback | None = None,
     ) -> RunResult:
-        """Run ``code`` to its end and return the whole result (see :meth:`AsyncKernel.run`)."""
+        """Run ``code`` to its end and return the whole result (see :meth:`AsyncKernel.run`).
+
+        The callbacks are called on the session's loop thread.
+        """
         return self.session.call(
             self.aio.run(
                 code, mode=mode, opts=opts, run_id=run_id, on_input=on_input, on_output=on_output
