@@ -222,7 +222,7 @@ async def test_stream_execute_batch_runs_exec_after_build(stack: Stack, tmp_path
 
 
 async def test_odd_file_names_round_trip(stack: Stack, tmp_path: Path) -> None:
-    name = "my notes é & 100%.txt"
+    name = 'my "notes" é & 100%41.txt'  # %41 must not turn into "A"
     (tmp_path / name).write_text("odd\n")
     async with AsyncKernel.get_or_create("python3", config=stack.user) as kernel:
         await kernel.upload([tmp_path / name], basedir=tmp_path)

@@ -299,11 +299,9 @@ class AsyncKernel:
                 part = writer.append(
                     io.BytesIO(content), {"Content-Type": "application/octet-stream"}
                 )
-                # Raw (browser-style) file names: aiohttp's default percent-encodes the "/"
-                # of subdirectories, which servers do not decode.
-                part.set_content_disposition(
-                    "form-data", quote_fields=False, name="src", filename=name
-                )
+                # Percent-encoded (aiohttp's default); the gateway decodes the name, so "/",
+                # "%", quotes and non-ASCII all arrive exactly.
+                part.set_content_disposition("form-data", name="src", filename=name)
             await self.session.request("POST", self._url("upload"), multipart=writer)
 
     async def list_files(self, path: str = ".") -> list[FileEntry]:
