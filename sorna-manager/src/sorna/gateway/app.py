@@ -105,11 +105,20 @@ async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
+        await cancel_all(tasks)
+
+
+async def cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them; cancel again any that swallowed a cancellation
+    (redis-py and asyncpg can, when it lands inside a read)."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background task %s failed: %r", task.get_name(), task.exception())
 
 
 async def render_metrics(app: web.Application) -> str:

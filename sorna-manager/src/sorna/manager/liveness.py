@@ -28,7 +28,10 @@ class LivenessChecker:
         self.interval = interval
 
     async def run(self) -> None:
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             try:
                 await self.sweep()
             except asyncio.CancelledError:
