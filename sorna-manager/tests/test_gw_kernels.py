@@ -252,3 +252,43 @@ async def test_kernel_terminated_event_settles_books(gateway: Gateway, agent: Ag
     assert status == 404
     kp = await gateway.app[K.KEYPAIRS].update(api.keypair.access_key)
     assert kp is not None and kp.concurrency_used == 0
+
+
+async def test_batch_and_compat_continue(gateway: Gateway, agent: Agent) -> None:
+    api = await gateway.api()
+    kid = await create(api)
+    async with await upload(api, kid, [("main.py", b"print('batch ran')")]) as r:
+        assert r.status == 204
+    r = await run(api, kid, "", "batch", options={"build": "", "exec": "python3 main.py"})
+    out = stdout(r)
+    while r["status"] == "continued":
+        r = await run(api, kid, "", "continue", runId=r["runId"])
+        out += stdout(r)
+    assert r["status"] == "finished" and "batch ran" in out, r
+    # Compatibility: an empty query while a run is pending means continue.
+    r = await run(api, kid, "import time\nprint('a', flush=True)\ntime.sleep(1.2)\nprint('b')")
+    assert r["status"] == "continued"
+    out = stdout(r)
+    while r["status"] == "continued":
+        r = await run(api, kid, "")
+        out += stdout(r)
+    assert out == "a\nb\n" and r["status"] == "finished"
+
+
+async def test_startup_grace_is_503(start_gateway, settings) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    graceful = dataclasses.replace(
+        settings, timings=dataclasses.replace(settings.timings, startup_grace_s=60.0)
+    )
+    gw = await start_gateway(graceful)
+    api = await gw.api()
+    body = {"lang": "python3", "clientSessionToken": "tok-1"}
+    # No agent has heartbeated yet: during the grace period that is "not yet", not "never".
+    status, problem = await api.json("POST", "/v2/kernel/create", body)
+    assert status == 503 and problem["type"] == PROB + "service-unavailable"
+    gw2 = await start_gateway()
+    status, problem = await gw2.admin.with_keypair(api.keypair).json(
+        "POST", "/v2/kernel/create", body
+    )
+    assert status == 404 and problem["type"] == PROB + "unsupported-lang"
