@@ -28,6 +28,7 @@ from .commands import (
 )
 from .common import EXIT_ERROR
 from .output import Status
+from .plugins import add_external_commands
 from .run import add_run_arguments, run_command
 from .shell import shell_command
 
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"sorna-client {__version__}")
+    parser.set_defaults(external=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -119,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("admin", admin_command, "Service-wide listings (needs an admin keypair).")
     p.add_argument("what", choices=sorted(ADMIN_LISTINGS), help="what to list")
+
+    def external(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, parents=[common], help=help_text, description=help_text, epilog=EPILOG
+        )
+
+    add_external_commands(sub, external)
     return parser
 
 
@@ -132,7 +141,7 @@ def build_shortcut_parser(prog: str, lang: str) -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     add_run_arguments(parser, with_lang=False)
-    parser.set_defaults(handler=run_command, lang=lang)
+    parser.set_defaults(handler=run_command, lang=lang, external=None)
     return parser
 
 
@@ -143,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def execute(args: argparse.Namespace) -> int:
     """Run a parsed command; SornaError becomes one line on stderr and status 2."""
+    external = args.external
+    if external is not None:  # another package's command: it loads what it needs itself
+        try:
+            return int(external(args))
+        except KeyboardInterrupt:
+            print("sorna: interrupted", file=sys.stderr)
+            return 130
     status = Status.for_terminal(args.quiet)
     try:
         config = load_config(endpoint=args.endpoint)
