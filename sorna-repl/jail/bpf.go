@@ -147,6 +147,14 @@ func assembleFilter(o filterOptions) []sockFilter {
 			ret(retAllow),
 			ret(retTrace))
 	}
+	for name, cmds := range ownerSyscalls {
+		body := []sockFilter{stmt(bpfLD|bpfW|bpfABS, argLow(1))}
+		for i, cmd := range cmds {
+			// A match jumps over the remaining tests and the RET allow.
+			body = append(body, jump(bpfJMP|bpfJEQ|bpfK, cmd, uint8(len(cmds)-i), 0))
+		}
+		add(name, append(body, ret(retAllow), ret(retTrace))...)
+	}
 	if o.landlock {
 		for _, name := range landlockCovered {
 			add(name, ret(retAllow))
@@ -216,6 +224,9 @@ func assembleFilter(o filterOptions) []sockFilter {
 	// The policy's own list comes last so it overrides the built-in
 	// argument checks above (validate keeps it away from the checked calls).
 	for _, name := range o.policy.AllowedSyscalls {
+		if _, ok := ownerSyscalls[name]; ok {
+			continue // allowed already, but the owner check stays
+		}
 		add(name, ret(retAllow))
 	}
 

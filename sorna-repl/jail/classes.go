@@ -9,13 +9,13 @@ var safeSyscalls = []string{
 	"epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
 	"epoll_pwait2", "mmap", "mprotect", "munmap", "mremap", "msync", "mincore",
 	"madvise", "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending",
-	"rt_sigtimedwait", "rt_sigsuspend", "sigaltstack", "ioctl", "access", "faccessat",
+	"rt_sigtimedwait", "rt_sigsuspend", "sigaltstack", "access", "faccessat",
 	"faccessat2", "pipe", "pipe2", "dup", "dup2", "dup3", "sched_yield", "nanosleep",
 	"clock_nanosleep", "getitimer", "setitimer", "alarm", "pause", "getpid", "getppid",
 	"gettid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
 	"getgroups", "getpgrp", "getpgid", "getsid", "setsid", "getrlimit",
 	"setrlimit", "getrusage", "times", "sysinfo", "uname", "umask", "getcwd", "chdir",
-	"fchdir", "readlink", "readlinkat", "getdents", "getdents64", "fcntl", "flock",
+	"fchdir", "readlink", "readlinkat", "getdents", "getdents64", "flock",
 	"fsync", "fdatasync", "sync", "syncfs", "ftruncate", "fallocate", "sendfile",
 	"splice", "tee", "copy_file_range", "socketpair", "connect", "accept", "accept4",
 	"bind", "listen", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
@@ -52,6 +52,28 @@ var treeTargetSyscalls = map[string]bool{
 	"setpriority": true,
 }
 
+// Commands that make a process, thread or process group the owner of a
+// descriptor (fcntl F_SETOWN/F_SETOWN_EX, the socket ioctls FIOSETOWN and
+// SIOCSPGRP). The owner gets SIGIO, or the F_SETSIG signal (SIGKILL
+// included), whenever the descriptor becomes ready, with the credentials of
+// whoever set the owner: a signal by proxy.
+const (
+	fSetown   = 8
+	fSetownEx = 15
+	fioSetown = 0x8901
+	siocSpgrp = 0x8902
+)
+
+// ownerSyscalls pass the filter at full speed for every command (argument
+// 1, an unsigned int) but the owner-setting ones, which stop at the tracer:
+// it allows the owners kill would allow (0, the tree, a group of traced
+// processes). Listing them in allowed_syscalls changes nothing: they are
+// allowed already, and the owner check stays.
+var ownerSyscalls = map[string][]uint32{
+	"fcntl": {fSetown, fSetownEx},
+	"ioctl": {fioSetown, siocSpgrp},
+}
+
 // checkKind says how the tracer checks a traced system call.
 type checkKind int
 
@@ -63,6 +85,7 @@ const (
 	checkSignal
 	checkTarget
 	checkGroup
+	checkOwner
 )
 
 // checkedSyscalls stop at the tracer, which reads their arguments and decides.

@@ -172,6 +172,14 @@ func TestFilterDecisions(t *testing.T) {
 		{"setpgid into another group traced", auditArch, nr("setpgid"), [6]uint64{0, 1234}, retTrace},
 		{"setsid allowed", auditArch, nr("setsid"), [6]uint64{}, retAllow},
 		{"kill traced", auditArch, nr("kill"), [6]uint64{0, 15}, retTrace},
+		{"fcntl F_GETFL allowed", auditArch, nr("fcntl"), [6]uint64{3, 3}, retAllow},
+		{"fcntl F_SETSIG allowed", auditArch, nr("fcntl"), [6]uint64{3, 10, 9}, retAllow},
+		{"fcntl F_SETOWN traced", auditArch, nr("fcntl"), [6]uint64{3, 8, 1}, retTrace},
+		{"fcntl F_SETOWN_EX traced", auditArch, nr("fcntl"), [6]uint64{3, 15, 0x1000}, retTrace},
+		{"fcntl F_SETOWN with high cmd bits traced", auditArch, nr("fcntl"), [6]uint64{3, 1<<32 | 8, 1}, retTrace},
+		{"ioctl FIONREAD allowed", auditArch, nr("ioctl"), [6]uint64{3, 0x541b}, retAllow},
+		{"ioctl FIOSETOWN traced", auditArch, nr("ioctl"), [6]uint64{3, 0x8901}, retTrace},
+		{"ioctl SIOCSPGRP traced", auditArch, nr("ioctl"), [6]uint64{3, 0x8902}, retTrace},
 	}
 	for _, c := range cases {
 		if got := runFilter(t, prog, c.arch, c.nr, c.args); got != c.want {
@@ -196,6 +204,28 @@ func TestPolicyAllowedSyscallsOverrideBuiltIns(t *testing.T) {
 	}{{"sched_setscheduler", [6]uint64{1234}}, {"setpriority", [6]uint64{1, 7, 5}}} {
 		if got := runFilter(t, prog, auditArch, syscallNumbers[c.name], c.args); got != retAllow {
 			t.Errorf("%s listed in allowed_syscalls: got %#x, want RET_ALLOW", c.name, got)
+		}
+	}
+}
+
+func TestPolicyCannotLiftTheOwnerCheck(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"allowed_syscalls": ["fcntl", "ioctl"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, landlock := range []bool{false, true} {
+		prog := assembleFilter(filterOptions{policy: &p, landlock: landlock})
+		for _, c := range []struct {
+			name string
+			cmd  uint64
+			want uint32
+		}{
+			{"fcntl", 8, retTrace}, {"fcntl", 15, retTrace}, {"fcntl", 4, retAllow},
+			{"ioctl", 0x8901, retTrace}, {"ioctl", 0x8902, retTrace}, {"ioctl", 0x5421, retAllow},
+		} {
+			if got := runFilter(t, prog, auditArch, syscallNumbers[c.name], [6]uint64{3, c.cmd}); got != c.want {
+				t.Errorf("%s cmd %#x (landlock %v): got %#x, want %#x", c.name, c.cmd, landlock, got, c.want)
+			}
 		}
 	}
 }

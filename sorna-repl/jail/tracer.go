@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"strconv"
@@ -33,7 +34,14 @@ const (
 	oCreat              = 0x40
 	oExcl               = 0x80
 	oTmpfile            = 0x400000
+	fOwnerTid           = 0
+	fOwnerPid           = 1
+	fOwnerPgrp          = 2
 )
+
+// emulatedOK, returned by a decision, skips the call and makes it return 0:
+// a signal to a zombie of the tree, which the kernel would accept and drop.
+const emulatedOK = syscall.Errno(1 << 20)
 
 // task is one traced thread.
 type task struct {
@@ -235,6 +243,15 @@ func (t *tracer) seccompStop(tid int, tk *task) {
 		}
 	}
 	errno, why := t.decide(tid, tk, name, r)
+	if errno == emulatedOK {
+		if t.debug {
+			t.logf("pid %d: skip %s %s (returns 0)", tid, name, why)
+		}
+		if err := r.skipWithErrno(tid, 0); err == nil {
+			t.cont(tid, 0)
+		}
+		return
+	}
 	if errno == 0 {
 		if t.debug {
 			t.logf("pid %d: allow %s %s", tid, name, why)
@@ -265,10 +282,15 @@ func (t *tracer) decide(tid int, tk *task, name string, r *regs) (syscall.Errno,
 	res := resolver{tgid: tk.tgid, tid: tid}
 	kind, ok := checkedSyscalls[name]
 	if !ok {
-		if !treeTargetSyscalls[name] {
+		_, owner := ownerSyscalls[name]
+		switch {
+		case treeTargetSyscalls[name]:
+			kind = checkTarget
+		case owner:
+			kind = checkOwner
+		default:
 			return syscall.EPERM, "(not a checked call)"
 		}
-		kind = checkTarget
 	}
 	switch kind {
 	case checkTarget:
@@ -285,6 +307,8 @@ func (t *tracer) decide(tid int, tk *task, name string, r *regs) (syscall.Errno,
 		return t.decideSignal(tid, name, r)
 	case checkGroup:
 		return t.decideSetpgid(tk, r)
+	case checkOwner:
+		return t.decideOwner(tid, name, r)
 	}
 	return syscall.EPERM, "(unknown call)"
 }
@@ -575,7 +599,94 @@ func (t *tracer) decideSignal(tid int, name string, r *regs) (syscall.Errno, str
 	if ok {
 		return 0, fmt.Sprintf("(target %d)", a0)
 	}
+	// Not a task of the tree: one that has exited fails (or passes) as
+	// without the jail. The call is skipped either way, so nothing reaches
+	// a process that takes the id over meanwhile.
+	target := a0
+	if name == "tgkill" || name == "rt_tgsigqueueinfo" {
+		target = a1
+	}
+	if target > 0 && taskGone(target) {
+		return syscall.ESRCH, fmt.Sprintf("(target %d: no such process)", target)
+	}
+	sameTask := name == "kill" || name == "tkill" || name == "rt_sigqueueinfo" || a0 == a1
+	if sameTask && name != "pidfd_open" && t.treeZombie(target) {
+		// The kernel accepts a signal to a zombie and drops it.
+		return emulatedOK, fmt.Sprintf("(target %d: a zombie of the tree)", target)
+	}
 	return syscall.EPERM, fmt.Sprintf("(target %d outside the jail)", a0)
+}
+
+// taskGone reports whether no thread tid exists (any thread id, leader or
+// not); a zombie still exists.
+func taskGone(tid int) bool {
+	return syscall.Tgkill(procTgid(tid), tid, 0) == syscall.ESRCH
+}
+
+// treeZombie reports whether pid is a zombie whose parent is traced: a
+// process of the tree that exited and awaits its parent's wait.
+func (t *tracer) treeZombie(pid int) bool {
+	state, ppid := procStat(pid)
+	return state == "Z" && ppid > 0 && t.inTree(ppid)
+}
+
+// decideOwner checks the owner a descriptor would get: 0 (none), a
+// process or thread of the tree, or a group whose every member is traced.
+func (t *tracer) decideOwner(tid int, name string, r *regs) (syscall.Errno, string) {
+	cmd := uint32(r.arg(1))
+	kind, who := fOwnerPid, 0
+	switch {
+	case name == "fcntl" && cmd == fSetownEx:
+		// struct f_owner_ex { int type; pid_t pid; }
+		b, err := readMem(tid, r.arg(2), 8)
+		if err != nil || len(b) < 8 {
+			return syscall.EFAULT, "(unreadable f_owner_ex)"
+		}
+		kind = int(int32(binary.LittleEndian.Uint32(b)))
+		who = int(int32(binary.LittleEndian.Uint32(b[4:])))
+		switch {
+		case kind != fOwnerTid && kind != fOwnerPid && kind != fOwnerPgrp:
+			return syscall.EINVAL, fmt.Sprintf("(owner type %d)", kind)
+		case who < 0:
+			return syscall.ESRCH, fmt.Sprintf("(owner %d)", who)
+		}
+	case name == "fcntl" && cmd == fSetown:
+		who = int(int32(r.arg(2)))
+	case name == "ioctl" && (cmd == fioSetown || cmd == siocSpgrp):
+		// The argument points to the int owner (sockets only; other files
+		// answer ENOTTY, or give the number a meaning of their own).
+		b, err := readMem(tid, r.arg(2), 4)
+		if err != nil || len(b) < 4 {
+			return syscall.EFAULT, "(unreadable owner)"
+		}
+		who = int(int32(binary.LittleEndian.Uint32(b)))
+	default:
+		return 0, fmt.Sprintf("(command %#x)", cmd)
+	}
+	if kind != fOwnerPgrp && who < 0 {
+		// A negative owner names a process group. The kernel refuses
+		// INT_MIN itself (EINVAL).
+		if who == -1<<31 {
+			return syscall.EINVAL, "(owner INT_MIN)"
+		}
+		kind, who = fOwnerPgrp, -who
+	}
+	switch {
+	case who == 0:
+		return 0, "(no owner)"
+	case kind == fOwnerPgrp:
+		if errno, why := t.groupTraced(who); errno != 0 {
+			return errno, fmt.Sprintf("(owner group %d: %s)", who, why)
+		}
+		return 0, fmt.Sprintf("(owner group %d)", who)
+	case t.tasks[who] != nil || kind == fOwnerPid && t.inTree(who):
+		// A thread of the tree (a thread id named as a process signals
+		// nobody), or a process of the tree.
+		return 0, fmt.Sprintf("(owner %d)", who)
+	case taskGone(who):
+		return syscall.ESRCH, fmt.Sprintf("(owner %d: no such process)", who)
+	}
+	return syscall.EPERM, fmt.Sprintf("(owner %d outside the jail)", who)
 }
 
 // decideSetpgid allows setpgid(pid, pgid) only into a group of traced
@@ -654,24 +765,31 @@ func (t *tracer) descendsFromTree(pid int) bool {
 
 // procPpid returns the parent of pid from /proc/<pid>/stat, or -1.
 func procPpid(pid int) int {
+	_, ppid := procStat(pid)
+	return ppid
+}
+
+// procStat returns the state letter and parent of pid from
+// /proc/<pid>/stat, or "" and -1.
+func procStat(pid int) (string, int) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return -1
+		return "", -1
 	}
 	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return -1
+		return "", -1
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 2 {
-		return -1
+		return "", -1
 	}
 	ppid, err := strconv.Atoi(f[1])
 	if err != nil {
-		return -1
+		return "", -1
 	}
-	return ppid
+	return f[0], ppid
 }
 
 // decideTarget allows a scheduling or resource-limit call whose target
