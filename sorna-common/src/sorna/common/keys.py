@@ -34,6 +34,10 @@ class RedisKeys:
         """Counter of kernel slots gateways have reserved on the agent (scheduling)."""
         return f"{self.namespace}:agent:{agent_id}:reserved"
 
+    def schedule_index(self, lang: str) -> str:
+        """Sorted set of the agents offering ``lang``, scored by free slots (a scheduling hint)."""
+        return f"{self.namespace}:sched:{lang}"
+
     def agents(self) -> str:
         """Set of known agent ids."""
         return f"{self.namespace}:agents"
