@@ -41,12 +41,12 @@ class LivenessChecker:
             await asyncio.sleep(self.interval)
 
     async def sweep(self) -> None:
-        """Check each agent once."""
-        for agent_id in await self.registry.agent_ids():
-            info = await self.registry.agent(agent_id)
-            if info is None:
-                continue
-            await self.check(info)
+        """Check each agent once, then refresh the schedule index."""
+        agents = await self.registry.agents()
+        for info in agents:
+            if not info.alive or info.lost:
+                await self.check(info)
+        await self.registry.refresh_index(agents)
 
     async def check(self, info: AgentInfo) -> None:
         addr = info.fields.get("addr", "")

@@ -21,39 +21,71 @@ from sorna.common.keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
-# KEYS[1]: the agents set. ARGV: agent-key prefix, alive suffix, lost suffix, reserved suffix,
-# language. Returns {1, agent id, addr} or {0, 1 if some live agent offers the language}.
+#: Index entries checked exactly per scheduling decision before falling back to a full scan.
+SCHEDULE_CANDIDATES: Final = 8
+
+# KEYS[1]: the agents set; KEYS[2]: the language's schedule index.
+# ARGV: agent-key prefix, alive suffix, lost suffix, reserved suffix, language, candidates.
+# The index is a hint: the top candidates are checked exactly, and only if none has room is
+# every agent scanned (which also repairs the index). Returns {1, agent id, addr} or
+# {0, 1 if some live agent offers the language}.
 _SCHEDULE: Final = """
-local ids = redis.call('SMEMBERS', KEYS[1])
-local best, best_free, best_addr = nil, 0, nil
-local offered = 0
-for _, id in ipairs(ids) do
+local function exact(id)
   local base = ARGV[1] .. id
-  if redis.call('EXISTS', base .. ARGV[2]) == 1 and redis.call('EXISTS', base .. ARGV[3]) == 0 then
-    local f = redis.call('HMGET', base, 'langs', 'max_kernels', 'num_kernels', 'status', 'addr')
-    if f[4] ~= 'terminated' and f[4] ~= 'lost' and f[5] then
-      if string.find(',' .. (f[1] or '') .. ',', ',' .. ARGV[5] .. ',', 1, true) then
-        offered = 1
-        local reserved = tonumber(redis.call('GET', base .. ARGV[4]) or '0') or 0
-        local used = math.max(tonumber(f[3] or '0') or 0, reserved)
-        local free = (tonumber(f[2] or '0') or 0) - used
-        if free > best_free then best, best_free, best_addr = id, free, f[5] end
-      end
+  if redis.call('EXISTS', base .. ARGV[2]) == 0 or redis.call('EXISTS', base .. ARGV[3]) == 1 then
+    return nil
+  end
+  local f = redis.call('HMGET', base, 'langs', 'max_kernels', 'num_kernels', 'status', 'addr')
+  if f[4] == 'terminated' or f[4] == 'lost' or not f[5] then return nil end
+  if not string.find(',' .. (f[1] or '') .. ',', ',' .. ARGV[5] .. ',', 1, true) then
+    return nil
+  end
+  local reserved = tonumber(redis.call('GET', base .. ARGV[4]) or '0') or 0
+  local used = math.max(tonumber(f[3] or '0') or 0, reserved)
+  return (tonumber(f[2] or '0') or 0) - used, f[5]
+end
+local best, best_free, best_addr = nil, 0, nil
+local function consider(id)
+  local free, addr = exact(id)
+  if free == nil then
+    redis.call('ZREM', KEYS[2], id)
+    return false
+  end
+  redis.call('ZADD', KEYS[2], free, id)
+  if free > best_free then best, best_free, best_addr = id, free, addr end
+  return true
+end
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[6]) - 1)) do
+  consider(id)
+end
+if not best then
+  local offered = 0
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if consider(id) then offered = 1 end
+  end
+  if not best then return {0, offered} end
+end
+redis.call('INCR', ARGV[1] .. best .. ARGV[4])
+redis.call('ZADD', KEYS[2], best_free - 1, best)
+return {1, best, best_addr}
+"""
+
+# KEYS[1]: a reserved counter; KEYS[2]: the agent hash. ARGV[1]: schedule index prefix.
+# Decrement (never below zero) and give the slot back in the agent's index entries.
+_RELEASE: Final = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if n <= 0 then return 0 end
+redis.call('DECR', KEYS[1])
+local langs = redis.call('HGET', KEYS[2], 'langs') or ''
+local id = redis.call('HGET', KEYS[2], 'id')
+if id then
+  for lang in string.gmatch(langs, '[^,]+') do
+    if redis.call('ZSCORE', ARGV[1] .. lang, id) then
+      redis.call('ZINCRBY', ARGV[1] .. lang, 1, id)
     end
   end
 end
-if best then
-  redis.call('INCR', ARGV[1] .. best .. ARGV[4])
-  return {1, best, best_addr}
-end
-return {0, offered}
-"""
-
-# KEYS[1]: a reserved counter. Decrement, never below zero.
-_RELEASE: Final = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if n > 0 then return redis.call('DECR', KEYS[1]) end
-return 0
+return n - 1
 """
 
 # KEYS[1]: a key; ARGV[1]: the value it must hold to be deleted.
@@ -122,13 +154,14 @@ class Registry:
     async def reserve(self, lang: str) -> Placement | bool:
         """Reserve a slot for ``lang``; return the placement, or whether any agent offers it."""
         reply = await self._schedule(
-            keys=[self.keys.agents()],
+            keys=[self.keys.agents(), self.keys.schedule_index(lang)],
             args=[
                 self._agent_prefix,
                 self._alive_suffix,
                 self._lost_suffix,
                 self._reserved_suffix,
                 lang,
+                SCHEDULE_CANDIDATES,
             ],
         )
         if int(reply[0]) == 1:
@@ -137,11 +170,20 @@ class Registry:
 
     async def release(self, agent_id: AgentId) -> None:
         """Give back one reserved slot of ``agent_id``."""
-        await self._release(keys=[self.keys.agent_reserved(agent_id)])
+        await self._release(
+            keys=[self.keys.agent_reserved(agent_id), self.keys.agent(agent_id)],
+            args=[self.keys.schedule_index("")],
+        )
 
     def release_in(self, tx: Pipeline, agent_id: AgentId) -> None:
         """Queue the release of one slot on a transaction."""
-        tx.eval(_RELEASE, 1, self.keys.agent_reserved(agent_id))
+        tx.eval(
+            _RELEASE,
+            2,
+            self.keys.agent_reserved(agent_id),
+            self.keys.agent(agent_id),
+            self.keys.schedule_index(""),
+        )
 
     async def agent_ids(self) -> list[AgentId]:
         return sorted(AgentId(_s(a)) for a in await self.redis.smembers(self.keys.agents()))
@@ -164,12 +206,50 @@ class Registry:
         )
 
     async def agents(self) -> list[AgentInfo]:
+        """Every registered agent, read in one round trip."""
+        ids = await self.agent_ids()
+        async with self.redis.pipeline(transaction=False) as p:
+            for agent_id in ids:
+                p.hgetall(self.keys.agent(agent_id))
+                p.exists(self.keys.agent_alive(agent_id))
+                p.exists(self.keys.agent_lost(agent_id))
+                p.get(self.keys.agent_reserved(agent_id))
+            replies = await p.execute()
         out = []
-        for agent_id in await self.agent_ids():
-            info = await self.agent(agent_id)
-            if info is not None:
-                out.append(info)
+        for i, agent_id in enumerate(ids):
+            fields, alive, lost, reserved = replies[4 * i : 4 * i + 4]
+            if fields:
+                out.append(
+                    AgentInfo(
+                        agent_id=agent_id,
+                        fields={_s(k): _s(v) for k, v in fields.items()},
+                        alive=bool(alive),
+                        lost=bool(lost),
+                        reserved=int(reserved or 0),
+                    )
+                )
         return out
+
+    async def refresh_index(self, agents: list[AgentInfo]) -> None:
+        """Rewrite the schedule index entries of ``agents`` from their current state."""
+        async with self.redis.pipeline(transaction=False) as p:
+            for a in agents:
+                langs = [x for x in a.fields.get("langs", "").split(",") if x]
+                usable = (
+                    a.alive and not a.lost and a.fields.get("status") not in ("lost", "terminated")
+                )
+                try:
+                    free = int(a.fields.get("max_kernels", 0)) - max(
+                        int(a.fields.get("num_kernels", 0)), a.reserved
+                    )
+                except ValueError:
+                    usable = False
+                for lang in langs:
+                    if usable:
+                        p.zadd(self.keys.schedule_index(lang), {a.agent_id: free})
+                    else:
+                        p.zrem(self.keys.schedule_index(lang), a.agent_id)
+            await p.execute()
 
     async def mark_lost(self, agent_id: AgentId) -> bool:
         """Set the lost marker; return True for the one gateway that set it."""
