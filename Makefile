@@ -7,7 +7,7 @@ PKGS := sorna-common sorna-manager sorna-agent sorna-client sorna-repl sorna-med
 STAMP := $(VENV)/.sorna-installed
 PYPROJECTS := pyproject.toml $(foreach p,$(PKGS),$(p)/pyproject.toml)
 PIP_QUIET := --quiet --disable-pip-version-check
-MYPY_TARGETS := -p sorna.common -p sorna.gateway -p sorna.manager -p sorna.agent -p sorna.client -p sorna.repl -p sorna.types -p sorna.drawing -p sorna.display -p sorna.matplotlib -p sorna.mediaassets
+MYPY_TARGETS := -p sorna.common -p sorna.gateway -p sorna.manager -p sorna.agent -p sorna.client -p sorna.repl -p sorna.types -p sorna.drawing -p sorna.display -p sorna.matplotlib -p sorna.mediaassets -p sorna.singlepc
 
 .PHONY: install test test-fast test-images lint fmt bench clean jail images image
 
