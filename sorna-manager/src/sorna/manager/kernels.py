@@ -258,9 +258,15 @@ class KernelManager:
 
     # ------------------------------------------------------------ addressing
 
-    async def route(self, owner: AccessKey, kernel_id: str) -> Route:
-        """Return the route of ``owner``'s live kernel ``kernel_id``, else KernelNotFound."""
-        fields = await self.registry.kernel(KernelId(kernel_id))
+    async def route(self, owner: AccessKey, kernel_id: str, *, queries: int = -1) -> Route:
+        """Return the route of ``owner``'s live kernel ``kernel_id``, else KernelNotFound.
+
+        With ``queries`` >= 0 the kernel is also marked used, counting that many queries.
+        """
+        if queries >= 0:
+            fields = await self.registry.touch_kernel(KernelId(kernel_id), queries)
+        else:
+            fields = await self.registry.kernel(KernelId(kernel_id))
         if fields is None:
             fields = await self._rebuild_route(KernelId(kernel_id))
         if (
@@ -440,7 +446,8 @@ class KernelManager:
             raise InvalidAPIParams(f"unknown mode {mode!r}") from None
         if len(code.encode()) > self.settings.limits.max_code_bytes:
             raise PayloadTooLarge("code is larger than allowed")
-        route = await self.route(owner, kernel_id)
+        counted = 1 if exec_mode is ExecMode.BATCH or (exec_mode is ExecMode.QUERY and code) else 0
+        route = await self.route(owner, kernel_id, queries=counted)
         if exec_mode is ExecMode.COMPLETE:
             return {"completions": await self.complete(owner, kernel_id, code, options)}
         state = route.fields.get("run_state", "")
@@ -454,9 +461,6 @@ class KernelManager:
         if exec_mode in (ExecMode.CONTINUE, ExecMode.INPUT) and run_id is None:
             run_id = pending
         rid = RunId(run_id) if run_id else new_run_id()
-        if exec_mode in (ExecMode.QUERY, ExecMode.BATCH):
-            await self.registry.incr_kernel_field(route.kernel_id, "num_queries")
-        await self.registry.set_kernel_fields(route.kernel_id, last_used=now_ms())
         result = await self.call(
             route,
             "execute",

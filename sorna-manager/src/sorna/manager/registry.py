@@ -100,12 +100,12 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], un
 return 0
 """
 
-# KEYS[1]: a hash; ARGV: field, increment.
-_HINCR_IF_EXISTS: Final = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-end
-return 0
+# KEYS[1]: a kernel hash; ARGV: now (ms), queries to add. Touch and return it, in one trip.
+_TOUCH: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+redis.call('HSET', KEYS[1], 'last_used', ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('HINCRBY', KEYS[1], 'num_queries', ARGV[2]) end
+return redis.call('HGETALL', KEYS[1])
 """
 
 
@@ -142,6 +142,7 @@ class Registry:
         self._schedule = redis.register_script(_SCHEDULE)
         self._release = redis.register_script(_RELEASE)
         self._delete_if = redis.register_script(_DELETE_IF)
+        self._touch = redis.register_script(_TOUCH)
         probe = AgentId("x")
         self._agent_prefix = keys.agent(AgentId(""))
         base = keys.agent(probe)
@@ -275,6 +276,14 @@ class Registry:
             return None
         return {_s(k): _s(v) for k, v in raw.items()}
 
+    async def touch_kernel(self, kernel_id: KernelId, queries: int) -> dict[str, str] | None:
+        """Mark a kernel used (counting ``queries``) and return its fields; None if unrouted."""
+        raw = await self._touch(keys=[self.keys.kernel(kernel_id)], args=[now_ms(), queries])
+        if not raw:
+            return None
+        it = iter(raw)
+        return {_s(k): _s(v) for k, v in zip(it, it, strict=True)}
+
     async def set_kernel_fields(self, kernel_id: KernelId, **fields: Any) -> None:
         """Update fields of a routed kernel; a settled kernel's hash is not recreated."""
         flat = [str(x) for kv in fields.items() for x in kv]
@@ -283,9 +292,6 @@ class Registry:
     def set_kernel_fields_in(self, tx: Pipeline, kernel_id: KernelId, **fields: Any) -> None:
         flat = [str(x) for kv in fields.items() for x in kv]
         tx.eval(_HSET_IF_EXISTS, 1, self.keys.kernel(kernel_id), *flat)
-
-    async def incr_kernel_field(self, kernel_id: KernelId, name: str, by: int = 1) -> None:
-        await self.redis.eval(_HINCR_IF_EXISTS, 1, self.keys.kernel(kernel_id), name, by)
 
     def forget_kernel_in(
         self, tx: Pipeline, kernel_id: KernelId, owner: str, lang: str, token: str
