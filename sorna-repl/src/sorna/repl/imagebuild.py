@@ -40,6 +40,7 @@ from typing import Final
 
 from sorna.common import constants as C
 from sorna.common.langs import CANONICAL_LANGS, image_name, resolve_lang
+from sorna.repl import paths
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +135,9 @@ def base_packages_digest() -> str:
     return hashlib.sha256(" ".join(base_packages()).encode()).hexdigest()[:16]
 
 
-def repl_root() -> Path:
-    """The ``sorna-repl`` source folder (kernels/ and src/ live under it)."""
-    return Path(__file__).resolve().parents[3]
-
-
 def kernels_dir() -> Path:
-    return repl_root() / "kernels"
+    """The per-language folders (``sorna-repl/kernels``, or inside an installed wheel)."""
+    return paths.KERNELS_DIR
 
 
 def runner_package_dir() -> Path:
@@ -374,7 +371,10 @@ def assemble_context(spec: KernelSpec, ctx: Path, jail: Path, src: Path | None =
     shutil.copytree(
         runner_package_dir(),
         ctx / "sorna" / "repl",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "imagebuild*.py", "dockerkernel.py"),
+        ignore=shutil.ignore_patterns(
+            # kernels/ and jail/ are there in an installed wheel; the image gets its own copies
+            *("__pycache__", "*.pyc", "imagebuild*.py", "dockerkernel.py", "kernels", "jail"),
+        ),
     )
     for name in spec.libraries:
         shutil.copytree(

