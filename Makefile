@@ -9,7 +9,7 @@ PYPROJECTS := pyproject.toml $(foreach p,$(PKGS),$(p)/pyproject.toml)
 PIP_QUIET := --quiet --disable-pip-version-check
 MYPY_TARGETS := -p sorna.common -p sorna.gateway -p sorna.manager -p sorna.agent -p sorna.client -p sorna.repl -p sorna.types -p sorna.drawing -p sorna.display -p sorna.matplotlib -p sorna.mediaassets -p sorna.singlepc
 
-.PHONY: install test test-fast test-images lint fmt bench clean jail images image
+.PHONY: install test test-fast test-images lint fmt bench clean jail images image run dist compose-images
 
 install: $(STAMP)
 
@@ -21,6 +21,27 @@ $(STAMP): $(PYPROJECTS)
 		$(foreach p,$(PKGS),-e ./$(p)[test]) -e .[dev] 2>&1 | grep -v "^WARNING: Location" ; \
 		test $${PIPESTATUS[0]} -eq 0
 	@touch $(STAMP)
+
+# Single-PC mode from a checkout: venv, install, then `sorna up` in the foreground (Ctrl-C
+# stops it). Extra options: make run UP_ARGS="--port 9090 --data-dir /tmp/sorna".
+run: install
+	$(BIN)/sorna up $(UP_ARGS)
+
+# Wheels of every package and of the `sorna` meta-package into dist/, the static jail binary
+# built first so that sorna-repl's wheel carries it (see sorna-repl/hatch_build.py). Then:
+#   pip install sorna --find-links dist/
+dist: jail
+	@rm -rf dist && mkdir -p dist
+	@set -o pipefail; $(BIN)/pip wheel $(PIP_QUIET) --no-deps --wheel-dir dist \
+		$(foreach p,$(PKGS),./$(p)) . 2>&1 | grep -v "^WARNING: Location" ; \
+		test $${PIPESTATUS[0]} -eq 0
+	@ls -1 dist
+
+# Images of the compose deployment (docker-compose.yml), on the same base as the kernels.
+BASE_IMAGE ?= sorna/base:bookworm
+compose-images: dist
+	docker build -f deploy/Dockerfile.manager --build-arg BASE_IMAGE=$(BASE_IMAGE) -t sorna/manager:latest .
+	docker build -f deploy/Dockerfile.agent --build-arg BASE_IMAGE=$(BASE_IMAGE) -t sorna/agent:latest .
 
 jail: install
 	@$(BIN)/python -c "from sorna.repl import jailbin; print(jailbin.build())"
