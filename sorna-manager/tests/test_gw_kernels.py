@@ -292,3 +292,21 @@ async def test_startup_grace_is_503(start_gateway, settings) -> None:  # type: i
         "POST", "/v2/kernel/create", body
     )
     assert status == 404 and problem["type"] == PROB + "unsupported-lang"
+
+
+async def test_live_stats_and_final_usage(gateway: Gateway, agent: Agent) -> None:
+    api = await gateway.api()
+    kid = await create(api)
+    await run(api, kid, "blob = bytearray(8 << 20)\nsum(range(2_000_000))")
+    for _ in range(100):
+        status, info = await api.json("GET", f"/v2/kernel/{kid}")
+        if info["memoryUsed"] > 0:
+            break
+        await asyncio.sleep(0.1)
+    assert info["memoryUsed"] > 0  # from kernel_stats events
+    status, body = await api.json("DELETE", f"/v2/kernel/{kid}")
+    assert status == 200
+    row = await gateway.app[K.DB].fetchrow(  # type: ignore[attr-defined]
+        "SELECT max_mem_kib, stats FROM kernels WHERE id = $1::uuid", kid
+    )
+    assert row["max_mem_kib"] > 0 and row["stats"] == body["stats"]

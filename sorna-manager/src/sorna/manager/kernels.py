@@ -566,6 +566,8 @@ class KernelManager:
         status: KernelStatus,
     ) -> Any:
         cols = {col: _stat(stats, names) for col, names in _STAT_COLUMNS.items()}
+        if not cols["max_mem_kib"]:
+            cols["max_mem_kib"] = _stat(stats, ("mem_max_bytes", "max_mem_bytes")) // 1024
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
