@@ -21,7 +21,7 @@ var safeSyscalls = []string{
 	"bind", "listen", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
 	"recvmmsg", "shutdown", "getsockname", "getpeername", "setsockopt", "getsockopt",
 	"wait4", "waitid", "exit", "exit_group", "futex", "futex_waitv", "set_robust_list",
-	"get_robust_list", "set_tid_address", "arch_prctl", "prctl", "getrandom",
+	"set_tid_address", "arch_prctl", "prctl", "getrandom",
 	"memfd_create", "eventfd", "eventfd2", "timerfd_create", "timerfd_settime",
 	"timerfd_gettime", "signalfd", "signalfd4", "inotify_init", "inotify_init1",
 	"inotify_add_watch", "inotify_rm_watch", "clock_gettime", "clock_getres",
@@ -29,7 +29,7 @@ var safeSyscalls = []string{
 	"sched_get_priority_max", "sched_get_priority_min", "getpriority", "rseq",
 	"membarrier", "mlock", "mlock2", "munlock", "getxattr", "lgetxattr", "fgetxattr",
 	"listxattr", "llistxattr", "flistxattr", "readahead", "fadvise64", "restart_syscall",
-	"capget", "getcpu", "get_mempolicy", "pidfd_send_signal", "landlock_create_ruleset",
+	"capget", "getcpu", "get_mempolicy", "landlock_create_ruleset",
 	"landlock_add_rule", "landlock_restrict_self", "seccomp", "timer_create",
 	"timer_settime", "timer_gettime", "timer_getoverrun", "timer_delete", "mq_open",
 	"mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
@@ -41,7 +41,8 @@ var safeSyscalls = []string{
 }
 
 // treeTargetSyscalls act on the thread or process named by their first
-// argument (setpriority: their second, with PRIO_PROCESS as the first). A
+// argument (setpriority: their second, with PRIO_PROCESS as the first;
+// get_robust_list reads another task's robust futex list head). A
 // target of 0 (the caller) passes in the filter; any other target stops at
 // the tracer, which allows it only for a task of the traced tree (libzmq,
 // for one, sets the scheduling policy of its I/O threads by their tid).
@@ -49,7 +50,7 @@ var safeSyscalls = []string{
 var treeTargetSyscalls = map[string]bool{
 	"prlimit64": true, "sched_setaffinity": true, "sched_setparam": true,
 	"sched_setscheduler": true, "sched_setattr": true, "sched_getattr": true,
-	"setpriority": true,
+	"setpriority": true, "get_robust_list": true,
 }
 
 // Commands that make a process, thread or process group the owner of a
@@ -86,6 +87,7 @@ const (
 	checkTarget
 	checkGroup
 	checkOwner
+	checkPidfd
 )
 
 // checkedSyscalls stop at the tracer, which reads their arguments and decides.
@@ -104,6 +106,9 @@ var checkedSyscalls = map[string]checkKind{
 	"clone": checkProc, "clone3": checkProc, "fork": checkProc, "vfork": checkProc,
 	"kill": checkSignal, "tkill": checkSignal, "tgkill": checkSignal,
 	"rt_sigqueueinfo": checkSignal, "rt_tgsigqueueinfo": checkSignal, "pidfd_open": checkSignal,
+	// The target is the process behind the descriptor (a pidfd, or a
+	// /proc/<pid> directory anyone may open), whoever made it.
+	"pidfd_send_signal": checkPidfd,
 	// setpgid(pid, 0) (a new group led by pid) passes in the filter; joining
 	// another group is traced: it must hold only traced processes, or the
 	// program could join the jail's own group and signal it with kill(0).
@@ -128,6 +133,9 @@ func init() {
 		"pidfd_getfd", "iopl", "ioperm", "quotactl", "acct", "settimeofday",
 		"clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname",
 		"syslog", "vhangup", "kcmp", "socket",
+		// They act on another process by pid or pidfd (its memory, its NUMA
+		// placement, its I/O priority) with no tree check in the jail.
+		"process_madvise", "process_mrelease", "migrate_pages", "move_pages", "ioprio_set",
 	} {
 		alwaysDenied[name] = true
 	}

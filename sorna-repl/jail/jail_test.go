@@ -432,3 +432,76 @@ func TestTargetExists(t *testing.T) {
 		}
 	}
 }
+
+// TestCallsThatReachOtherProcesses lists every call that can signal or
+// otherwise act on a process named by pid or descriptor: each is denied
+// outright (and may not be allowed by a policy), caller-only in the filter
+// with other targets traced, or always traced.
+func TestCallsThatReachOtherProcesses(t *testing.T) {
+	eperm := uint32(retErrno | 1)
+	denied := []string{
+		"process_madvise", "process_mrelease", "pidfd_getfd", "kcmp", "process_vm_readv",
+		"process_vm_writev", "migrate_pages", "move_pages", "ioprio_set", "ptrace",
+	}
+	traced := []string{
+		"kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open",
+		"pidfd_send_signal",
+	}
+	callerOnly := []string{
+		"prlimit64", "sched_setaffinity", "sched_setparam", "sched_setscheduler",
+		"sched_setattr", "sched_getattr", "get_robust_list",
+	}
+	for _, name := range append(append(append([]string{}, denied...), traced...), callerOnly...) {
+		if containsString(safeSyscalls, name) {
+			t.Errorf("%s is on the safe list", name)
+		}
+	}
+	p := DefaultPolicy()
+	for _, landlock := range []bool{false, true} {
+		prog := assembleFilter(filterOptions{policy: &p, landlock: landlock})
+		run := func(name string, args ...uint64) uint32 {
+			var a [6]uint64
+			copy(a[:], args)
+			return runFilter(t, prog, auditArch, syscallNumbers[name], a)
+		}
+		for _, name := range denied {
+			if got := run(name, 1234, 0, 0, 0); got != eperm {
+				t.Errorf("%s (landlock %v): got %#x, want EPERM", name, landlock, got)
+			}
+			if !alwaysDenied[name] {
+				t.Errorf("%s: a policy could allow it for any process", name)
+			}
+		}
+		for _, name := range traced {
+			for _, target := range []uint64{0, 1, 1234} {
+				if got := run(name, target, 9, 0, 0); got != retTrace {
+					t.Errorf("%s(%d) (landlock %v): got %#x, want RET_TRACE", name, target, landlock, got)
+				}
+			}
+		}
+		for _, name := range callerOnly {
+			if got := run(name, 0); got != retAllow {
+				t.Errorf("%s on the caller (landlock %v): got %#x, want RET_ALLOW", name, landlock, got)
+			}
+			if got := run(name, 1234); got != retTrace {
+				t.Errorf("%s on another task (landlock %v): got %#x, want RET_TRACE", name, landlock, got)
+			}
+		}
+		for _, c := range []struct {
+			args []uint64
+			want uint32
+		}{
+			{[]uint64{0, 0, 5}, retAllow}, {[]uint64{0, 1234, 5}, retTrace},
+			{[]uint64{1, 0, 5}, eperm}, {[]uint64{2, 1000, 5}, eperm},
+		} {
+			if got := run("setpriority", c.args...); got != c.want {
+				t.Errorf("setpriority%v (landlock %v): got %#x, want %#x", c.args, landlock, got, c.want)
+			}
+		}
+	}
+	for _, name := range append(append([]string{}, denied...), traced...) {
+		if _, err := ParsePolicy([]byte(`{"allowed_syscalls": ["` + name + `"]}`)); err == nil {
+			t.Errorf("a policy may list %s in allowed_syscalls", name)
+		}
+	}
+}

@@ -37,6 +37,11 @@ const (
 	fOwnerTid           = 0
 	fOwnerPid           = 1
 	fOwnerPgrp          = 2
+	pidfdThread         = 0x80 // PIDFD_THREAD (O_EXCL): pidfd_open of one thread
+	pidfdSignalThread   = 1    // PIDFD_SIGNAL_THREAD
+	pidfdSignalTgroup   = 2    // PIDFD_SIGNAL_THREAD_GROUP
+	pidfdSignalPgroup   = 4    // PIDFD_SIGNAL_PROCESS_GROUP
+	procSuperMagic      = 0x9fa0
 )
 
 // emulatedOK, returned by a decision, skips the call and makes it return 0:
@@ -309,6 +314,8 @@ func (t *tracer) decide(tid int, tk *task, name string, r *regs) (syscall.Errno,
 		return t.decideSetpgid(tk, r)
 	case checkOwner:
 		return t.decideOwner(tid, name, r)
+	case checkPidfd:
+		return t.decidePidfdSignal(tid, r)
 	}
 	return syscall.EPERM, "(unknown call)"
 }
@@ -593,8 +600,11 @@ func (t *tracer) decideSignal(tid int, name string, r *regs) (syscall.Errno, str
 	case "tgkill", "rt_tgsigqueueinfo":
 		tk := t.tasks[a1]
 		ok = tk != nil && tk.tgid == a0
-	case "rt_sigqueueinfo", "pidfd_open":
+	case "rt_sigqueueinfo":
 		ok = t.inTree(a0)
+	case "pidfd_open":
+		// PIDFD_THREAD makes a pidfd of one thread, named by its tid.
+		ok = t.inTree(a0) || r.arg(1)&pidfdThread != 0 && t.tasks[a0] != nil
 	}
 	if ok {
 		return 0, fmt.Sprintf("(target %d)", a0)
@@ -687,6 +697,109 @@ func (t *tracer) decideOwner(tid int, name string, r *regs) (syscall.Errno, stri
 		return syscall.ESRCH, fmt.Sprintf("(owner %d: no such process)", who)
 	}
 	return syscall.EPERM, fmt.Sprintf("(owner %d outside the jail)", who)
+}
+
+// pidfdTarget tells what descriptor fd of tid names for pidfd_send_signal:
+// the pid behind a pidfd (fdinfo's Pid: line; PIDFD_THREAD in its flags
+// makes it one thread's) or a /proc/<pid> directory (the kernel accepts
+// both). errno is EBADF for any other descriptor and ESRCH for a process
+// that no longer exists, as the kernel would say; EPERM when the jail cannot
+// tell (a procfs directory other than our /proc/<pid>).
+func pidfdTarget(tid int, fd int32) (pid int, thread bool, errno syscall.Errno, why string) {
+	if fd < 0 {
+		return 0, false, syscall.EBADF, fmt.Sprintf("(fd %d)", fd)
+	}
+	fdPath := "/proc/" + strconv.Itoa(tid) + "/fd/" + strconv.Itoa(int(fd))
+	link, err := os.Readlink(fdPath)
+	if err != nil {
+		return 0, false, syscall.EBADF, fmt.Sprintf("(fd %d: %v)", fd, err)
+	}
+	if link == "anon_inode:[pidfd]" || strings.HasPrefix(link, "pidfd:") {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/fdinfo/" + strconv.Itoa(int(fd)))
+		if err != nil {
+			return 0, false, syscall.EBADF, fmt.Sprintf("(fd %d: %v)", fd, err)
+		}
+		pid, flags := 0, int64(0)
+		seen := false
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Pid:"); ok {
+				pid, err = strconv.Atoi(strings.TrimSpace(v))
+				seen = err == nil
+			} else if v, ok := strings.CutPrefix(line, "flags:"); ok {
+				flags, _ = strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+			}
+		}
+		switch {
+		case !seen:
+			return 0, false, syscall.EPERM, fmt.Sprintf("(fd %d: a pidfd without a Pid line)", fd)
+		case pid == -1:
+			return 0, false, syscall.ESRCH, fmt.Sprintf("(fd %d: a pidfd of an exited process)", fd)
+		case pid <= 0:
+			// 0: a process outside our pid namespace.
+			return 0, false, syscall.EPERM, fmt.Sprintf("(fd %d: a pidfd of pid %d)", fd, pid)
+		}
+		return pid, flags&pidfdThread != 0, 0, fmt.Sprintf("(pidfd of %d)", pid)
+	}
+	var st syscall.Stat_t
+	var fs syscall.Statfs_t
+	if syscall.Stat(fdPath, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR ||
+		syscall.Statfs(fdPath, &fs) != nil || fs.Type != procSuperMagic {
+		return 0, false, syscall.EBADF, fmt.Sprintf("(fd %d: %s is no pidfd)", fd, link)
+	}
+	name, deleted := strings.CutSuffix(link, " (deleted)")
+	n, err := strconv.Atoi(strings.TrimPrefix(name, "/proc/"))
+	if err != nil || n <= 0 || name != "/proc/"+strconv.Itoa(n) {
+		return 0, false, syscall.EPERM, fmt.Sprintf("(fd %d: procfs directory %s)", fd, link)
+	}
+	if deleted {
+		return 0, false, syscall.ESRCH, fmt.Sprintf("(fd %d: %s of an exited process)", fd, name)
+	}
+	var ours syscall.Stat_t
+	if syscall.Stat(name, &ours) != nil || ours.Dev != st.Dev || ours.Ino != st.Ino {
+		return 0, false, syscall.EPERM, fmt.Sprintf("(fd %d: not our %s)", fd, name)
+	}
+	return n, false, 0, fmt.Sprintf("(%s)", name)
+}
+
+// decidePidfdSignal allows pidfd_send_signal(fd, sig, info, flags) only
+// toward the tree, signal 0 included: a thread of the tree, a process of
+// the tree, or (PIDFD_SIGNAL_PROCESS_GROUP) a group whose every member is
+// traced. A target that exited fails with ESRCH (a zombie of the tree takes
+// the signal and drops it), as without the jail.
+func (t *tracer) decidePidfdSignal(tid int, r *regs) (syscall.Errno, string) {
+	flags := r.arg(3)
+	switch flags {
+	case 0, pidfdSignalThread, pidfdSignalTgroup, pidfdSignalPgroup:
+	default:
+		return syscall.EINVAL, fmt.Sprintf("(flags %#x)", flags)
+	}
+	pid, thread, errno, why := pidfdTarget(tid, int32(r.arg(0)))
+	if errno != 0 {
+		return errno, why
+	}
+	// Scope: the pidfd's own (a thread or a process) unless flags say.
+	scope := "process"
+	switch {
+	case flags == pidfdSignalThread || flags == 0 && thread:
+		scope = "thread"
+	case flags == pidfdSignalPgroup:
+		// The process group whose id is pid (ESRCH if pid leads none).
+		if errno, gwhy := t.groupTraced(pid); errno != 0 {
+			return errno, fmt.Sprintf("%s (group %d: %s)", why, pid, gwhy)
+		}
+		return 0, fmt.Sprintf("%s (group %d)", why, pid)
+	}
+	// A thread of the tree; as a process, pid may be any of its threads.
+	if t.tasks[pid] != nil || scope == "process" && t.inTree(pid) {
+		return 0, fmt.Sprintf("%s (%s %d)", why, scope, pid)
+	}
+	if taskGone(pid) {
+		return syscall.ESRCH, fmt.Sprintf("%s (%s %d: no such process)", why, scope, pid)
+	}
+	if t.treeZombie(pid) {
+		return emulatedOK, fmt.Sprintf("%s (%s %d: a zombie of the tree)", why, scope, pid)
+	}
+	return syscall.EPERM, fmt.Sprintf("%s (%s %d outside the jail)", why, scope, pid)
 }
 
 // decideSetpgid allows setpgid(pid, pgid) only into a group of traced
