@@ -29,13 +29,14 @@ run: install
 
 # Wheels of every package and of the `sorna` meta-package into dist/, the static jail binary
 # built first so that sorna-repl's wheel carries it (see sorna-repl/hatch_build.py). Then:
-#   pip install sorna --find-links dist/
+#   pip install dist/*.whl     (or: pip install sorna==0.1.0 --find-links dist/)
+DIST ?= dist
 dist: jail
-	@rm -rf dist && mkdir -p dist
-	@set -o pipefail; $(BIN)/pip wheel $(PIP_QUIET) --no-deps --wheel-dir dist \
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -o pipefail; $(BIN)/pip wheel $(PIP_QUIET) --no-deps --wheel-dir $(DIST) \
 		$(foreach p,$(PKGS),./$(p)) . 2>&1 | grep -v "^WARNING: Location" ; \
 		test $${PIPESTATUS[0]} -eq 0
-	@ls -1 dist
+	@ls -1 $(DIST)
 
 # Images of the compose deployment (docker-compose.yml), on the same base as the kernels.
 BASE_IMAGE ?= sorna/base:bookworm

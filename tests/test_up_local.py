@@ -1,0 +1,114 @@
+"""``sorna up`` without a Docker engine: the local backend, its notice, and a restart.
+
+Runs the checkout's venv (editable install). The engine is hidden with a DOCKER_HOST that
+points at a socket nobody listens on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from sorna.common.servers import PostgresServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+BIN = Path(sys.executable).parent
+
+
+def _db_url(output: str) -> str:
+    m = re.search(r"^postgresql: (\S+) \(embedded\)$", output, re.M)
+    assert m, output
+    return m.group(1)
+
+
+async def _count(url: str, sql: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        value: int = await conn.fetchval(sql)
+        return value
+    finally:
+        await conn.close()
+
+
+def test_up_without_docker_runs_locally_and_a_restart_keeps_keys_and_history(
+    stack_factory: type,
+) -> None:
+    stack = stack_factory(BIN, docker=False)
+    up = stack.up()
+    assert "backend: local (no Docker engine answers" in up.stdout
+    assert "isolated less than in containers" in up.stdout
+    assert "Sorna is up." in up.stdout and f"http://127.0.0.1:{stack.port}" in up.stdout
+    config_path = stack.home / ".config" / "sorna" / "client.toml"
+    first = tomllib.loads(config_path.read_text())
+    assert first["endpoint"] == f"http://127.0.0.1:{stack.port}"
+    assert first["access_key"] in up.stdout and first["secret_key"] in up.stdout
+
+    ran = stack.sorna("run", "python3", "-c", "print(6*7)")
+    assert (ran.returncode, ran.stdout) == (0, "42\n"), ran.stderr
+
+    status = stack.sorna("status")
+    assert status.returncode == 0
+    assert "Sorna is running" in status.stdout and "backend   local" in status.stdout
+
+    again = stack.sorna("up", "--port", str(stack.port))
+    assert again.returncode == 1
+    assert "already running" in again.stderr
+
+    history = asyncio.run(_count(_db_url(up.stdout), "SELECT count(*) FROM kernels"))
+    assert history >= 1
+    down = stack.down()
+    assert down.returncode == 0 and "Stopped." in down.stdout, down.stderr
+    assert stack.leftovers() == []
+    gone = stack.sorna("status")
+    assert gone.returncode == 3 and "not running" in gone.stdout
+
+    # Same data folder: the keypair, the client config and the kernel history survive.
+    again = stack.up()
+    assert "(created" not in again.stdout
+    assert f"admin keypair: {first['access_key']} (kept" in again.stdout
+    assert tomllib.loads(config_path.read_text()) == first
+    url = _db_url(again.stdout)
+    assert asyncio.run(_count(url, "SELECT count(*) FROM kernels")) == history
+    assert asyncio.run(_count(url, "SELECT count(*) FROM keypairs")) == 1
+    ran = stack.sorna("run", "python3", "-c", "print('again')")
+    assert (ran.returncode, ran.stdout) == (0, "again\n"), ran.stderr
+    assert stack.down().returncode == 0
+    assert stack.leftovers() == []
+
+
+def test_up_refuses_a_taken_port_and_says_so(stack_factory: type) -> None:
+    stack = stack_factory(BIN, docker=False)
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", stack.port))
+        taken.listen()
+        done = stack.sorna("up", "-d", "--port", str(stack.port), "--backend", "local")
+    assert done.returncode == 1
+    assert f"port {stack.port} on 127.0.0.1 is taken" in done.stdout
+    assert stack.sorna("status").returncode == 3
+
+
+def test_postgres_server_keeps_its_data_across_restarts(open_tmp: Path) -> None:
+    """The embedded PostgreSQL of a data folder, as ``sorna up`` uses it (also as root)."""
+
+    async def roundtrip(url: str, write: bool) -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            if write:
+                await conn.execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('x')")
+            return [r["v"] for r in await conn.fetch("SELECT v FROM kept")]
+        finally:
+            await conn.close()
+
+    for write in (True, False):
+        with PostgresServer(data_dir=open_tmp / "postgres") as server:
+            assert asyncio.run(roundtrip(server.url(), write)) == ["x"]
+    assert (open_tmp / "postgres" / "pgdata" / "PG_VERSION").exists()
