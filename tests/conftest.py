@@ -45,12 +45,33 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
+def _stat(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
+        return []
+
+
+def start_time(pid: int) -> str:
+    """The start time of ``pid`` (with the pid, an identity that survives pid reuse)."""
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def alive(pid: int, started: str | None = None) -> bool:
+    fields = _stat(pid)
+    if not fields or fields[0] in ("Z", "X"):
         return False
+    return started is None or fields[19] == started
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
 
 
 def port_free(port: int) -> bool:
@@ -96,7 +117,7 @@ class Stack:
         self.env["PATH"] = f"{bin_dir}:{self.env.get('PATH', '')}"
         if not docker:  # an engine that never answers: the stack must fall back to local
             self.env["DOCKER_HOST"] = f"unix://{home}/no-docker.sock"
-        self.pids: set[int] = set()
+        self.pids: dict[int, str] = {}
         self.containers_before = kernel_containers()
 
     def sorna(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -114,8 +135,12 @@ class Stack:
         """``sorna up -d`` on this stack's port; note the processes it started."""
         done = self.sorna("up", "-d", "--port", str(self.port), *args, timeout=timeout)
         assert done.returncode == 0, done.stdout + done.stderr
-        self.pids |= descendants(self.supervisor_pid())
+        self._note_processes()
         return done
+
+    def _note_processes(self) -> None:
+        for pid in descendants(self.supervisor_pid()):
+            self.pids.setdefault(pid, start_time(pid))
 
     def supervisor_pid(self) -> int:
         import json
@@ -126,12 +151,16 @@ class Stack:
 
     def down(self) -> subprocess.CompletedProcess[str]:
         if (self.data_dir / "run" / "state.json").exists():
-            self.pids |= descendants(self.supervisor_pid())
+            self._note_processes()
         return self.sorna("down", timeout=200)
 
     def leftovers(self) -> list[str]:
         """What the stack left behind: processes, kernel containers, the gateway port."""
-        found = [f"process {pid}" for pid in sorted(self.pids) if alive(pid)]
+        found = [
+            f"process {pid} ({cmdline(pid)})"
+            for pid, t in sorted(self.pids.items())
+            if alive(pid, t)
+        ]
         found += [f"container {c}" for c in sorted(kernel_containers() - self.containers_before)]
         if not port_free(self.port):
             found.append(f"port {self.port}")
@@ -143,10 +172,10 @@ class Stack:
             self.down()
         finally:
             deadline = time.monotonic() + 10
-            while any(alive(p) for p in self.pids) and time.monotonic() < deadline:
+            while any(alive(*p) for p in self.pids.items()) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            for pid in self.pids:
-                if alive(pid):
+            for pid, started in self.pids.items():
+                if alive(pid, started):
                     os.kill(pid, signal.SIGKILL)
 
 

@@ -108,6 +108,24 @@ def resolve_data_dir(settings: UpSettings, env: Mapping[str, str] | None = None)
     return path
 
 
+def check_root_postgres(settings: UpSettings) -> None:
+    """As root, the embedded PostgreSQL runs as ``nobody``: its programs must be reachable."""
+    if os.geteuid() != 0 or settings.db_url:
+        return
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        raise ConfigError("the embedded PostgreSQL needs pgserver (pip install pgserver)")
+    programs = Path(spec.origin).parent / "pginstall" / "bin"
+    if not _reachable_by_others(programs):
+        raise ConfigError(
+            f"{programs} is not reachable by other users, and the embedded PostgreSQL runs "
+            "as nobody when started by root (install Sorna in a venv outside a private "
+            "folder, or give --db-url)"
+        )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Layout:
     """The files of one data folder."""
