@@ -41,6 +41,8 @@ dist: jail
 # Images of the compose deployment (docker-compose.yml), on the same base as the kernels.
 BASE_IMAGE ?= sorna/base:bookworm
 compose-images: dist
+	@rm -rf build/wheelhouse && mkdir -p build/wheelhouse
+	$(BIN)/pip wheel $(PIP_QUIET) --wheel-dir build/wheelhouse $(DIST)/*.whl pip 2>&1 | grep -v "^WARNING: Location" || true
 	docker build -f deploy/Dockerfile.manager --build-arg BASE_IMAGE=$(BASE_IMAGE) -t sorna/manager:latest .
 	docker build -f deploy/Dockerfile.agent --build-arg BASE_IMAGE=$(BASE_IMAGE) -t sorna/agent:latest .
 
