@@ -7,19 +7,23 @@ points at a socket nobody listens on.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import tomllib
+import urllib.request
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from sorna.common.servers import PostgresServer
+from sorna.singlepc import docs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _db_url(output: str) -> str:
@@ -52,6 +56,12 @@ def test_up_without_docker_runs_locally_and_a_restart_keeps_keys_and_history(
 
     ran = stack.sorna("run", "python3", "-c", "print(6*7)")
     assert (ran.returncode, ran.stdout) == (0, "42\n"), ran.stderr
+
+    # docs/api.md is in step with the OpenAPI document the running gateway serves.
+    with urllib.request.urlopen(f"{first['endpoint']}/v2/openapi.json", timeout=10) as resp:
+        served = json.load(resp)
+    api_md = (ROOT / "docs" / "api.md").read_text()
+    assert docs.replace_section(api_md, "endpoints", docs.api_reference(served)) == api_md
 
     status = stack.sorna("status")
     assert status.returncode == 0
