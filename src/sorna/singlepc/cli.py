@@ -256,13 +256,22 @@ class DownCommand:
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + STOP_WAIT
-        while is_running(layout):
+        while is_running(layout) or _alive(state.pid):
             if time.monotonic() > deadline:
                 print(f"sorna down: still stopping after {STOP_WAIT:.0f} s", file=sys.stderr)
                 return EXIT_FAILED
             time.sleep(0.1)
         print("Stopped.")
         return EXIT_OK
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, waiting for its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _wait_state(layout: Layout) -> State | None:
