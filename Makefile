@@ -29,7 +29,8 @@ run: install
 
 # Wheels of every package and of the `sorna` meta-package into dist/, the static jail binary
 # built first so that sorna-repl's wheel carries it (see sorna-repl/hatch_build.py). Then:
-#   pip install dist/*.whl     (or: pip install sorna==0.1.0 --find-links dist/)
+#   pip install dist/*.whl   (name the files: public indexes hold unrelated old sorna and
+#   sorna-client 0.1.0 releases that `pip install sorna --find-links dist/` may pick instead)
 DIST ?= dist
 dist: jail
 	@rm -rf $(DIST) && mkdir -p $(DIST)
