@@ -19,6 +19,7 @@ from sorna.common.events import EventConsumer
 from sorna.common.keys import RedisKeys
 from sorna.common.rpc import RPCClientPool
 from sorna.gateway import keys as K
+from sorna.gateway.console import add_console
 from sorna.gateway.metrics import Metrics
 from sorna.gateway.middlewares import MIDDLEWARES, set_server_header
 from sorna.gateway.ratelimit import RateLimiter
@@ -141,4 +142,6 @@ def create_app(settings: ManagerSettings) -> web.Application:
     app.cleanup_ctx.extend([_redis_ctx, _db_ctx, _rpc_ctx, _manager_ctx, _tasks_ctx])
     app.on_response_prepare.append(set_server_header)
     add_routes(app, with_metrics=not settings.server.metrics_host)
+    if settings.server.console_enabled:
+        add_console(app)
     return app

@@ -23,6 +23,9 @@ class ServerSettings:
     metrics_host: str = setting("", "separate address for /metrics; empty serves it on the API")
     metrics_port: int = setting(9180, "port of the separate /metrics listener")
     max_body_bytes: int = setting(2 << 20, "largest JSON request body")
+    console_enabled: bool = setting(
+        False, "serve the demo console page at /console/ (needs the sorna-media package)"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -87,6 +87,10 @@ def local_policy(lang: str, *, workdir: Path, sockdir: Path) -> dict[str, Any]:
     # A system PATH: the jail denies exec outside its globs with EPERM, which stops
     # execvp's PATH walk at the first entry (e.g. ~/.cargo/bin) instead of moving on.
     envs.update({"HOME": work, "PYTHONPATH": str(_SRC_DIR), "PATH": SYSTEM_PATH})
+    # The image's matplotlibrc (selecting the Sorna backend) lives beside the policy here.
+    rc = KERNELS_DIR / lang / "matplotlibrc"
+    if "MATPLOTLIBRC" in envs and rc.is_file():
+        envs.update({"MATPLOTLIBRC": str(rc), "MPLCONFIGDIR": f"{sockdir}/matplotlib"})
     policy["extra_envs"] = envs
     return policy
 
