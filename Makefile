@@ -9,7 +9,7 @@ PYPROJECTS := pyproject.toml $(foreach p,$(PKGS),$(p)/pyproject.toml)
 PIP_QUIET := --quiet --disable-pip-version-check
 MYPY_TARGETS := -p sorna.common -p sorna.gateway -p sorna.manager -p sorna.agent -p sorna.client -p sorna.repl -p sorna.types -p sorna.drawing -p sorna.display -p sorna.matplotlib -p sorna.mediaassets -p sorna.singlepc
 
-.PHONY: install test test-fast test-images lint fmt bench clean jail images image run dist compose-images
+.PHONY: install test test-fast test-images screenshots lint fmt bench clean jail images image run dist compose-images
 
 install: $(STAMP)
 
@@ -62,6 +62,10 @@ test-images: install
 # While working: skip slow and Docker tests. CI always runs `make test`.
 test-fast: install
 	$(BIN)/pytest -m "not slow and not docker" $(PYTEST_ARGS)
+
+# docs/console-*.png: the demo console against a live test stack (Valkey, PostgreSQL, chromium).
+screenshots: install
+	SORNA_SCREENSHOTS=1 $(BIN)/pytest sorna-media/tests/test_media_console.py -k screenshots
 
 lint: install
 	$(BIN)/ruff check .

@@ -215,6 +215,7 @@ def _print_banner(layout: Layout) -> None:
     print(
         "\nSorna is up.\n"
         f"  endpoint    {endpoint}\n"
+        f"  console     {endpoint}/console/\n"
         f"  access key  {keypair['access_key']}\n"
         f"  secret key  {keypair['secret_key']}\n"
         f"  backend     {state.backend if state is not None else '?'}\n"

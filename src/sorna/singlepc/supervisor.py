@@ -244,7 +244,12 @@ class Supervisor:
         gateway = Child(
             "gateway",
             [sys.executable, "-m", "sorna.manager.cli", "serve"],
-            {**env, "SORNA_SERVER_HOST": s.host, "SORNA_SERVER_PORT": str(s.port)},
+            {
+                **env,
+                "SORNA_SERVER_HOST": s.host,
+                "SORNA_SERVER_PORT": str(s.port),
+                "SORNA_SERVER_CONSOLE_ENABLED": "true",
+            },
             self.layout.log("gateway"),
         )
         agent = Child(
@@ -264,6 +269,7 @@ class Supervisor:
         self._record_children()
         await self._wait(gateway, "the gateway to answer", self._gateway_answers)
         self.say(f"gateway: {self.endpoint} (log: {gateway.log_path})")
+        self.say(f"console: {self.endpoint}/console/ (enter the admin keypair in the page)")
         await agent.start()
         self._record_children()
         await self._wait(agent, "the agent to join", self._agent_joined)
