@@ -29,8 +29,9 @@ run: install
 
 # Wheels of every package and of the `sorna` meta-package into dist/, the static jail binary
 # built first so that sorna-repl's wheel carries it (see sorna-repl/hatch_build.py). Then:
-#   pip install dist/*.whl   (name the files: public indexes hold unrelated old sorna and
-#   sorna-client 0.1.0 releases that `pip install sorna --find-links dist/` may pick instead)
+#   pip install sorna --find-links dist/
+# (version 2.0.0 is above the unrelated 2017 `sorna` 1.0 / `sorna-*` 0.9 releases on PyPI, so
+# pip takes these wheels rather than those)
 DIST ?= dist
 dist: jail
 	@rm -rf $(DIST) && mkdir -p $(DIST)

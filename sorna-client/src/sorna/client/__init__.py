@@ -61,7 +61,7 @@ from .types import (
     RunStatus,
 )
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
 
 __all__ = [
     "Admin",

@@ -23,7 +23,7 @@ from .exceptions import ConnectionFailed, ProtocolError, SornaClientError, decod
 log = logging.getLogger(__name__)
 
 JSON_TYPE: Final = "application/json"
-USER_AGENT: Final = "sorna-client/0.1.0"
+USER_AGENT: Final = "sorna-client/2.0.0"
 LARGE_BODY: Final = 256 * 1024
 
 

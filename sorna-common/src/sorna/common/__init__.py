@@ -6,4 +6,4 @@ message and event), ``codec`` (msgpack), ``rpc`` (ZMQ RPC), ``keys`` (Redis key 
 ``errors`` (the exception tree).
 """
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"

@@ -1,3 +1,3 @@
 """Sorna manager."""
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
