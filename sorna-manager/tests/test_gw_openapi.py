@@ -40,3 +40,15 @@ async def test_openapi_validates() -> None:
     from sorna.manager.config import ManagerSettings
 
     validate(document(create_app(ManagerSettings())))  # type: ignore[arg-type]
+
+
+async def test_committed_document_is_current() -> None:
+    import json
+    from pathlib import Path
+
+    from sorna.gateway.app import create_app
+    from sorna.gateway.openapi import document
+    from sorna.manager.config import ManagerSettings
+
+    committed = json.loads((Path(__file__).parents[1] / "openapi.json").read_text())
+    assert committed == json.loads(json.dumps(document(create_app(ManagerSettings()))))

@@ -12,6 +12,7 @@ from sorna.gateway.problems import STATUS
 from sorna.gateway.routes import ROUTES, RouteSpec
 
 _PARAM = re.compile(r"{(\w+)}")
+_STR = {"type": "string"}
 
 
 def _problem_responses() -> dict[str, Any]:
@@ -48,11 +49,33 @@ def document(app: web.Application) -> dict[str, Any]:
             op["parameters"] = params
         if getattr(route.handler, PUBLIC_ATTR, False):
             op["security"] = []
-        if route.method in ("POST", "PATCH") and "upload" not in path:
+        if found is not None and found.body is not None:
             op["requestBody"] = {
-                "required": False,
-                "content": {"application/json": {"schema": {"type": "object"}}},
+                "required": True,
+                "content": {"application/json": {"schema": found.body}},
             }
+        elif path.endswith("/upload"):
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "src": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                }
+                            },
+                        }
+                    }
+                },
+            }
+        if path.endswith(("/files", "/download")):
+            name = "path" if path.endswith("/files") else "file"
+            op.setdefault("parameters", []).append(
+                {"name": name, "in": "query", "required": name == "file", "schema": _STR}
+            )
         paths.setdefault(path, {})[route.method.lower()] = op
     return {
         "openapi": "3.0.3",

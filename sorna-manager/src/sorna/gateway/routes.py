@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -21,6 +21,41 @@ class RouteSpec:
     summary: str
     success: int = 200
     v1: bool = True  # also served under /v1
+    body: dict[str, Any] | None = None  # JSON schema of the request body
+
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_OPTIONS = {"type": "object", "nullable": True}
+CREATE_BODY: Final = {
+    "type": "object",
+    "required": ["lang", "clientSessionToken"],
+    "properties": {
+        "lang": _STR,
+        "clientSessionToken": {"type": "string", "pattern": "^[A-Za-z0-9._-]{4,64}$"},
+        "limits": {"type": "object", "properties": {"maxMem": _INT, "execTimeout": _INT}},
+        "mounts": {"type": "array", "items": _STR},
+    },
+}
+EXECUTE_BODY: Final = {
+    "type": "object",
+    "properties": {
+        "mode": {"type": "string", "enum": ["query", "batch", "complete", "continue", "input"]},
+        "code": _STR,
+        "runId": _STR,
+        "options": _OPTIONS,
+    },
+}
+COMPLETE_BODY: Final = {"type": "object", "properties": {"code": _STR, "options": _OPTIONS}}
+KEYPAIR_BODY: Final = {
+    "type": "object",
+    "properties": {
+        "concurrencyLimit": _INT,
+        "rateLimit": _INT,
+        "isAdmin": {"type": "boolean"},
+        "isActive": {"type": "boolean"},
+    },
+}
 
 
 @public
@@ -54,13 +89,32 @@ ROUTES: Final = (
     RouteSpec("GET", "", root, "API version (unsigned)"),
     RouteSpec("GET", "/openapi.json", openapi_doc, "This document (unsigned)", v1=False),
     RouteSpec("GET", "/authorize", authorize, "Check a signature; echo the body's echo"),
-    RouteSpec("POST", "/kernel/create", kernel.create, "Get or create a session's kernel", 201),
+    RouteSpec(
+        "POST",
+        "/kernel/create",
+        kernel.create,
+        "Get or create a session's kernel",
+        201,
+        body=CREATE_BODY,
+    ),
     RouteSpec("GET", KID, kernel.info, "Kernel information"),
     RouteSpec("PATCH", KID, kernel.restart, "Restart the kernel", 204),
     RouteSpec("DELETE", KID, kernel.destroy, "Destroy the kernel; return its final usage"),
-    RouteSpec("POST", KID, kernel.execute, "Execute (query, batch, continue, input, complete)"),
+    RouteSpec(
+        "POST",
+        KID,
+        kernel.execute,
+        "Execute (query, batch, continue, input, complete)",
+        body=EXECUTE_BODY,
+    ),
     RouteSpec("POST", KID + "/interrupt", kernel.interrupt, "Interrupt the current run", 204),
-    RouteSpec("POST", KID + "/complete", kernel.complete, "Code completion candidates"),
+    RouteSpec(
+        "POST",
+        KID + "/complete",
+        kernel.complete,
+        "Code completion candidates",
+        body=COMPLETE_BODY,
+    ),
     RouteSpec("POST", KID + "/upload", kernel.upload, "Upload files (multipart, field src)", 204),
     RouteSpec("GET", KID + "/files", kernel.list_files, "List files under /home/work"),
     RouteSpec("GET", KID + "/download", kernel.download, "Download one file (streamed)"),
@@ -69,9 +123,22 @@ ROUTES: Final = (
         "GET", "/stream" + KID + "/execute", stream.execute_stream, "Execute WebSocket", 101, False
     ),
     RouteSpec("GET", "/admin/keypairs", admin.list_keypairs, "List keypairs", v1=False),
-    RouteSpec("POST", "/admin/keypairs", admin.create_keypair, "Create a keypair", 201, False),
     RouteSpec(
-        "PATCH", "/admin/keypairs/{access_key}", admin.modify_keypair, "Modify a keypair", v1=False
+        "POST",
+        "/admin/keypairs",
+        admin.create_keypair,
+        "Create a keypair",
+        201,
+        False,
+        body=KEYPAIR_BODY,
+    ),
+    RouteSpec(
+        "PATCH",
+        "/admin/keypairs/{access_key}",
+        admin.modify_keypair,
+        "Modify a keypair",
+        v1=False,
+        body=KEYPAIR_BODY,
     ),
     RouteSpec(
         "DELETE",
