@@ -90,3 +90,13 @@ async def test_make_runs_gcc_under_the_jail(jailed: Path) -> None:
         build = await client.build("*")
         assert build.exit_code == 0, build.stderr
         assert (await client.exec("*")).stdout == "made\n"
+
+
+async def test_nodejs_runs_as_a_jailed_local_kernel(jailed: Path) -> None:
+    # run.js reads its socket addresses from the environment only, not from arguments.
+    async with local_kernel("nodejs", workdir=jailed, jail=True) as client:
+        first = await client.run_code("let n = 20; console.log('ünïcode', n + 1)")
+        assert first.stdout == "ünïcode 21\n"
+        second = await client.run_code("console.log(n * 2)")
+        assert second.stdout == "40\n"
+        assert second.ops[-1] == OutputOp.FINISHED

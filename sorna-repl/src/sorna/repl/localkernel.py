@@ -28,7 +28,13 @@ from typing import Any
 
 from . import paths
 from .client import ReplClient
-from .protocol import ENV_OUTPUT_LIMIT, REPL_INPUT_IPC_NAME, REPL_OUTPUT_IPC_NAME
+from .protocol import (
+    ENV_INPUT_ADDR,
+    ENV_OUTPUT_ADDR,
+    ENV_OUTPUT_LIMIT,
+    REPL_INPUT_IPC_NAME,
+    REPL_OUTPUT_IPC_NAME,
+)
 from .runner import descendants
 
 log = logging.getLogger(__name__)
@@ -124,6 +130,9 @@ async def local_kernel(
     output_addr = f"ipc://{sockdir / REPL_OUTPUT_IPC_NAME}"
     argv += ["--input", input_addr, "--output", output_addr]
     child_env = dict(os.environ)
+    # The addresses go both ways a daemon may read them: arguments (run.py) and env (run.js).
+    child_env[ENV_INPUT_ADDR] = input_addr
+    child_env[ENV_OUTPUT_ADDR] = output_addr
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(_SRC_DIR), child_env.get("PYTHONPATH", "")) if p
     )
