@@ -14,6 +14,15 @@ def _require_admin(request: web.Request) -> None:
         raise Forbidden("this endpoint needs an admin keypair")
 
 
+# The limits are PostgreSQL ``integer`` columns: larger values would fail in the database (a 500).
+_MAX_LIMIT = 2**31 - 1
+
+
+def _check_limits(*values: int | None) -> None:
+    if any(v is not None and not 0 <= v <= _MAX_LIMIT for v in values):
+        raise InvalidAPIParams(f"limits must be between 0 and {_MAX_LIMIT}")
+
+
 async def list_keypairs(request: web.Request) -> web.Response:
     _require_admin(request)
     keypairs = await request.app[K.KEYPAIRS].list()
@@ -26,13 +35,15 @@ async def create_keypair(request: web.Request) -> web.Response:
     limits = request.app[K.SETTINGS].limits
     conc = field(data, "concurrencyLimit", int, default=limits.default_concurrency_limit)
     rate = field(data, "rateLimit", int, default=limits.default_rate_limit)
-    if conc < 0 or rate < 0:
-        raise InvalidAPIParams("limits must not be negative")
+    _check_limits(conc, rate)
+    owner = field(data, "owner", str, default="")
+    if "\x00" in owner:  # PostgreSQL text cannot hold NUL
+        raise InvalidAPIParams("field 'owner' must not contain NUL characters")
     kp = await request.app[K.KEYPAIRS].create(
         concurrency_limit=conc,
         rate_limit=rate,
         is_admin=field(data, "isAdmin", bool, default=False),
-        owner=field(data, "owner", str, default=""),
+        owner=owner,
     )
     return web.json_response(
         {
@@ -51,8 +62,7 @@ async def modify_keypair(request: web.Request) -> web.Response:
     data = await json_body(request)
     conc = field(data, "concurrencyLimit", int, default=None)
     rate = field(data, "rateLimit", int, default=None)
-    if (conc is not None and conc < 0) or (rate is not None and rate < 0):
-        raise InvalidAPIParams("limits must not be negative")
+    _check_limits(conc, rate)
     kp = await request.app[K.KEYPAIRS].update(
         request.match_info["access_key"],
         concurrency_limit=conc,

@@ -8,8 +8,11 @@ import urllib.parse
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from sorna.common import codec
 from sorna.common.constants import KERNEL_WORK_DIR
+from sorna.common.errors import CodecError
 from sorna.common.ids import AccessKey
 from sorna.common.messages import KernelLimits
 from sorna.gateway import keys as K
@@ -60,7 +63,7 @@ def _exec_args(data: dict[str, Any]) -> dict[str, Any]:
         "mode": field(data, "mode", str, default="query"),
         "code": field(data, "code", str, default=""),
         "run_id": field(data, "runId", str, default=None),
-        "options": field(data, "options", dict, default=None),
+        "options": _options(data),
     }
 
 
@@ -81,9 +84,19 @@ async def interrupt(request: web.Request) -> web.Response:
 async def complete(request: web.Request) -> web.Response:
     data = await json_body(request)
     code = field(data, "code", str, default="")
-    options = field(data, "options", dict, default=None)
+    options = _options(data)
     out = await request.app[K.KERNELS].complete(_owner(request), _kid(request), code, options)
     return web.json_response({"result": out})
+
+
+def _options(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the ``options`` object; 400 if the RPC cannot carry it (e.g. ints past 64 bits)."""
+    options: dict[str, Any] | None = field(data, "options", dict, default=None)
+    try:
+        codec.packb(options)
+    except CodecError as e:
+        raise InvalidAPIParams(f"field 'options' cannot be sent to the kernel: {e}") from None
+    return options
 
 
 def work_path(name: str) -> str:
@@ -109,6 +122,17 @@ async def upload(request: web.Request) -> web.Response:
         raise InvalidAPIParams("upload takes a multipart/form-data body")
     # Check the kernel first: an unknown kernel is 404 whatever the body.
     await request.app[K.KERNELS].route(_owner(request), _kid(request))
+    try:
+        files = await _read_upload(request, limits)
+    except (HttpProcessingError, ValueError) as e:  # malformed multipart framing or headers
+        raise InvalidAPIParams(f"malformed multipart body: {e}") from None
+    if not files:
+        raise InvalidAPIParams("no 'src' file in the upload")
+    await request.app[K.KERNELS].upload(_owner(request), _kid(request), files)
+    return web.Response(status=204)
+
+
+async def _read_upload(request: web.Request, limits: Any) -> list[tuple[str, bytes]]:
     reader = await request.multipart()
     files: list[tuple[str, bytes]] = []
     while True:
@@ -130,10 +154,7 @@ async def upload(request: web.Request) -> web.Response:
             if len(data) > limits.upload_max_file_bytes:
                 raise PayloadTooLarge(f"{path}: larger than {limits.upload_max_file_bytes} bytes")
         files.append((path, bytes(data)))
-    if not files:
-        raise InvalidAPIParams("no 'src' file in the upload")
-    await request.app[K.KERNELS].upload(_owner(request), _kid(request), files)
-    return web.Response(status=204)
+    return files
 
 
 async def list_files(request: web.Request) -> web.Response:
