@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import asyncpg
 import boto3
+import pytest
 from redis.asyncio import Redis
 
 from sorna.common.testing.plugin import S3Bucket
@@ -59,3 +67,33 @@ def test_s3_bucket_is_fresh_and_usable(s3_bucket: S3Bucket) -> None:
         assert body == b"hello"
     finally:
         client.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as nobody")
+def test_postgres_starts_from_a_private_install_as_root(tmp_path: Path) -> None:
+    # A checkout under a 0700 home (as CI may clone) hides the wheel's programs from nobody.
+    spec = importlib.util.find_spec("pgserver")
+    assert spec is not None and spec.origin is not None
+    site = Path(spec.origin).parent.parent
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    shutil.copytree(site / "pgserver", private / "pgserver", symlinks=True)
+    shutil.copytree(site / "pgserver.libs", private / "pgserver.libs", symlinks=True)
+    code = (
+        "from sorna.common.servers import PostgresServer\n"
+        "with PostgresServer() as p:\n"
+        "    print(p._install)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(private)}
+    run = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        env=env, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-1500:]
+    install = Path(run.stdout.strip().splitlines()[-1])
+    try:
+        assert install.parts[:3] == ("/", "var", "tmp")
+        assert (install / "bin" / "postgres").exists()
+    finally:
+        if install.parts[:3] == ("/", "var", "tmp"):  # the copy of this test's private tree
+            shutil.rmtree(install.parents[1], ignore_errors=True)

@@ -9,6 +9,7 @@ behind (process or data directory) on ``stop()`` unless it was given a directory
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -128,6 +129,14 @@ class ValkeyServer(_Process):
         return f"redis://{self.host}:{self.port}/0"
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Whether users other than the owner can traverse every folder down to ``path``."""
+    for folder in (path, *path.parents):
+        if not folder.stat().st_mode & 0o001:
+            return False
+    return True
+
+
 class PostgresServer(_Process):
     """PostgreSQL 16 from pgserver, trust auth on loopback, superuser ``postgres``.
 
@@ -135,13 +144,45 @@ class PostgresServer(_Process):
     """
 
     what = "postgres"
+    _install: Path | None = None
 
     def _bin(self, name: str) -> str:
+        return str(self._install_dir() / "bin" / name)
+
+    def _install_dir(self) -> Path:
+        """The wheel's PostgreSQL tree, or a world-readable copy when ``nobody`` cannot reach it.
+
+        As root the server runs as ``nobody``, which cannot execute programs inside a private
+        folder (a checkout under /root, say); then the tree (~40 MB) is copied once to /var/tmp.
+        """
+        if self._install is not None:
+            return self._install
         # Locate the wheel's binaries without importing pgserver (its import has side effects).
         spec = importlib.util.find_spec("pgserver")
         if spec is None or spec.origin is None:
             raise ServerError("PostgreSQL needs the pgserver package: pip install pgserver")
-        return str(Path(spec.origin).parent / "pginstall" / "bin" / name)
+        install = Path(spec.origin).parent / "pginstall"
+        if os.geteuid() == 0 and not _reachable_by_others(install):
+            where = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+            stamp = f"{install.stat().st_mtime_ns:x}-{where}"
+            copy = Path("/var/tmp") / f"sorna-pginstall-{stamp}"
+            if not (copy / "pgserver" / "pginstall" / "bin" / "postgres").exists():
+                # The programs find their shared libraries at $ORIGIN/../../../pgserver.libs.
+                staging = Path(tempfile.mkdtemp(prefix="sorna-pginstall-", dir="/var/tmp"))
+                libs = install.parent.parent / "pgserver.libs"
+                shutil.copytree(install, staging / "tree" / "pgserver" / "pginstall", symlinks=True)
+                if libs.is_dir():
+                    shutil.copytree(libs, staging / "tree" / "pgserver.libs", symlinks=True)
+                for folder in (staging / "tree", staging / "tree" / "pgserver"):
+                    folder.chmod(0o755)
+                try:
+                    (staging / "tree").rename(copy)
+                except OSError:  # another process made the same copy first
+                    pass
+                shutil.rmtree(staging, ignore_errors=True)
+            install = copy / "pgserver" / "pginstall"
+        self._install = install
+        return install
 
     def start(self) -> Self:
         user = "nobody" if os.geteuid() == 0 else None
