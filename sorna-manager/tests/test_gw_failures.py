@@ -77,6 +77,14 @@ def _kill_leftovers(root: Path) -> None:
                 os.kill(int(pid_dir.name), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    # Their socket folders too: the dead agent never ran its clean-up.
+    for sockdir in Path(tempfile.gettempdir()).glob("sorna-local-*"):
+        try:
+            policy = (sockdir / "policy.json").read_text()
+        except OSError:
+            continue
+        if str(root) in policy:
+            shutil.rmtree(sockdir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -101,7 +101,11 @@ class _Process:
         return self._proc is not None and self._proc.poll() is None
 
     def __enter__(self) -> Self:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a server that failed to start leaves no process or folder behind
+            raise
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
