@@ -92,6 +92,7 @@ int main(int argc, char **argv) {
     signal(SIGUSR1, on_sig);
     pid_t who = 0, child = 0;
     int reap = 0;
+    int hold[2] = {-1, -1};
     if (!strcmp(target, "jail")) who = getppid();
     else if (!strcmp(target, "self")) who = getpid();
     else if (!strcmp(target, "thread")) {
@@ -104,8 +105,11 @@ int main(int argc, char **argv) {
         if (child == 0) { for (;;) pause(); }
         who = child;
     } else if (!strcmp(target, "zombie") || !strcmp(target, "gone")) {
+        /* The child lives until the descriptor is taken, then exits: no race with the open. */
+        if (pipe(hold) != 0) return 4;
         child = fork();
-        if (child == 0) _exit(0);
+        if (child == 0) { char c; close(hold[1]); (void)!read(hold[0], &c, 1); _exit(0); }
+        close(hold[0]);
         who = child;
         reap = !strcmp(target, "gone");
     } else who = atoi(target);
@@ -118,6 +122,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(how, "tpidfd")) fd = syscall(SYS_pidfd_open, who, PIDFD_THREAD);
     else if (!strcmp(how, "recv")) fd = recv_fd(argv[5]);
     if (fd < 0) { printf("no fd: errno=%d\n", errno); return 3; }
+    if (hold[1] >= 0) close(hold[1]);
     if (!strcmp(target, "zombie") || reap) {
         siginfo_t si;
         waitid(P_PID, child, &si, WEXITED | (reap ? 0 : WNOWAIT));
