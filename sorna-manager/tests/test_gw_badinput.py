@@ -411,3 +411,18 @@ async def test_over_the_rate_limit_a_keypair_can_still_clean_up(
         "POST", "/v2/kernel/create", {"lang": "python3", "clientSessionToken": "tok-2"}
     )
     assert_problem(status, body, 429, "rate-limit-exceeded")
+
+
+def test_agent_replies_are_always_utf8_json() -> None:
+    """Defensive: whatever an agent's reply holds (bytes, lone surrogates of names that are not
+    UTF-8), the gateway's JSON is valid UTF-8, not a 500."""
+    from sorna.gateway.kernel import agent_reply
+
+    reply = {"files": [{"name": "rt-\udcff\udcfe"}, {"name": b"b-\xff"}, {"\ud800": ("x",)}]}
+    response = agent_reply(reply)
+    assert response.status == 200 and response.body is not None
+    body = json.loads(bytes(response.body).decode("utf-8"))  # type: ignore[arg-type]
+    assert body == {
+        "files": [{"name": "rt-\ufffd\ufffd"}, {"name": "b-\ufffd"}, {"\ufffd\ufffd\ufffd": ["x"]}]
+    }
+    assert agent_reply({"files": [{"name": "née"}]}).text == '{"files": [{"name": "n\\u00e9e"}]}'

@@ -3,6 +3,7 @@ upload, file listing and download."""
 
 from __future__ import annotations
 
+import json
 import posixpath
 from typing import Any, Final
 
@@ -23,6 +24,34 @@ from sorna.manager.errors import InvalidAPIParams, PayloadTooLarge
 #: Largest integer a limit may be: the books keep limits as PostgreSQL ``bigint`` and the RPC
 #: carries them as msgpack int64.
 WIRE_INT_MAX: Final = 2**63 - 1
+
+
+def agent_reply(data: Any, status: int = 200) -> web.Response:
+    """A JSON response of what an agent sent, valid UTF-8 whatever it holds: bytes, or lone
+    surrogates of file names that are not UTF-8, become U+FFFD (never a 500)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        data = _clean(data)
+    return web.json_response(data, status=status)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode(errors="replace")
+    if isinstance(value, str):
+        try:
+            raw = value.encode(errors="surrogateescape")  # the bytes a name really had
+        except UnicodeEncodeError:
+            raw = value.encode(errors="surrogatepass")
+        return raw.decode(errors="replace")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
 
 
 def _owner(request: web.Request) -> AccessKey:
@@ -68,7 +97,7 @@ async def destroy(request: web.Request) -> web.Response:
     """Destroy the kernel. Served even when the keypair's rate limit is spent (it counts while
     the limit lasts), so that a tenant can always clean up."""
     stats = await request.app[K.KERNELS].destroy(_owner(request), _kid(request))
-    return web.json_response({"stats": stats})
+    return agent_reply({"stats": stats})
 
 
 def exec_args(data: dict[str, Any]) -> dict[str, Any]:
@@ -86,8 +115,8 @@ async def execute(request: web.Request) -> web.Response:
     args = exec_args(data)
     result = await request.app[K.KERNELS].execute(_owner(request), _kid(request), **args)
     if args["mode"] == "complete":
-        return web.json_response({"result": result["completions"]})
-    return web.json_response({"result": result})
+        return agent_reply({"result": result["completions"]})
+    return agent_reply({"result": result})
 
 
 async def interrupt(request: web.Request) -> web.Response:
@@ -100,7 +129,7 @@ async def complete(request: web.Request) -> web.Response:
     code = field(data, "code", str, default="")
     options = _options(data)
     out = await request.app[K.KERNELS].complete(_owner(request), _kid(request), code, options)
-    return web.json_response({"result": out})
+    return agent_reply({"result": out})
 
 
 def _options(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -157,7 +186,7 @@ async def list_files(request: web.Request) -> web.Response:
     path = request.query.get("path", "")
     rel = "" if path in ("", ".", "/", KERNEL_WORK_DIR, KERNEL_WORK_DIR + "/") else work_path(path)
     files = await request.app[K.KERNELS].list_files(_owner(request), _kid(request), rel)
-    return web.json_response({"files": files})
+    return agent_reply({"files": files})
 
 
 async def download(request: web.Request) -> web.StreamResponse:
