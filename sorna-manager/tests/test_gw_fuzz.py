@@ -227,7 +227,7 @@ def test_no_5xx_on_generated_requests(stack: tuple[str, _SornaAuth, str]) -> Non
     assert 200 in statuses["GET /v2/admin/keypairs"], statuses
     ok = {k for k, codes in statuses.items() if "{kernel_id}" in k and 200 in codes}
     assert ok, statuses
-    assert not failures, f"{len(failures)} 5xx answers:\n" + "\n".join(failures)
+    assert not failures, f"{len(failures)} 5xx or non-problem answers:\n" + "\n".join(failures)
 
 
 # ------------------------------------------------------------------ the shapes of issue 12
@@ -359,11 +359,13 @@ def test_no_5xx_on_the_shapes_of_issue_12(stack: tuple[str, _SornaAuth, str]) ->
                 failures.append(
                     f"{method} {path[:200]} body={body[:200]!r} -> {response.text[:300]}"
                 )
-            elif response.status_code >= 400:
-                assert response.headers["Content-Type"].startswith("application/problem+json")
+            elif response.status_code >= 400 and not response.headers.get(
+                "Content-Type", ""
+            ).startswith("application/problem+json"):
+                failures.append(f"{method} {path[:200]} -> {response.status_code} not a problem")
 
         run()
         # The live kernel survived all of it.
         r = send("POST", f"/v2/kernel/{kernel_id}", json.dumps({"code": "print(6 * 7)"}).encode())
         assert r.status_code == 200 and "42" in r.text, r.text
-    assert not failures, f"{len(failures)} 5xx answers:\n" + "\n".join(failures)
+    assert not failures, f"{len(failures)} 5xx or non-problem answers:\n" + "\n".join(failures)
