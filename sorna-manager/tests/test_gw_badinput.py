@@ -366,10 +366,15 @@ async def test_overlong_request_line_gets_a_problem(gateway: Gateway) -> None:
 
 
 async def test_files_with_undecodable_names(gateway: Gateway, agent: Agent) -> None:
-    """A run that creates a file named by bytes that are not UTF-8: the listing is 200 and the
-    gateway never 500s on the reply. (The agent side, listing such names without surrogates, is
-    another helper's change of issue 12: on a branch without it this test can fail there, in
-    the agent, and the lead should be told, not the test marked.)"""
+    """A run that creates a file named by bytes that are not UTF-8 keeps its output, and the
+    listing is 200 in valid UTF-8 JSON.
+
+    NOTE for the lead: this test needs the AGENT side of issue 12 section 4 (another helper's
+    branch: the agent reports such names without surrogates). On the gateway-only branch
+    h-badinput it fails at the run, inside the agent ("RPC method execute returned an
+    unencodable result"), before the gateway sees anything; it must pass once both are merged.
+    The gateway's own defence (replies always UTF-8 JSON) is tested below without an agent.
+    """
     api = await gateway.api()
     kid = await create(api)
     code = "import os\nos.close(os.open(b'rt-\\xff\\xfe', os.O_CREAT | os.O_WRONLY))\nprint('made')"
