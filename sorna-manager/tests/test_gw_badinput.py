@@ -431,3 +431,13 @@ def test_agent_replies_are_always_utf8_json() -> None:
         "files": [{"name": "rt-\ufffd\ufffd"}, {"name": "b-\ufffd"}, {"\ufffd\ufffd\ufffd": ["x"]}]
     }
     assert agent_reply({"files": [{"name": "née"}]}).text == '{"files": [{"name": "n\\u00e9e"}]}'
+
+
+async def test_request_ids_unfit_to_echo_are_replaced(gateway: Gateway) -> None:
+    api = gateway.admin
+    for rid, echoed in (("r" * 129, False), ("a\tb", False), ("req-7", True)):
+        headers = {**api.headers("GET", "/v2/authorize"), "X-Request-Id": rid}
+        async with api.session.get(api.server.make_url("/v2/authorize"), headers=headers) as r:
+            assert r.status == 200
+            assert (r.headers["X-Request-Id"] == rid) is echoed
+            assert 0 < len(r.headers["X-Request-Id"]) <= 128

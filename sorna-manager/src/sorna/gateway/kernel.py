@@ -26,14 +26,19 @@ from sorna.manager.errors import InvalidAPIParams, PayloadTooLarge
 WIRE_INT_MAX: Final = 2**63 - 1
 
 
-def agent_reply(data: Any, status: int = 200) -> web.Response:
-    """A JSON response of what an agent sent, valid UTF-8 whatever it holds: bytes, or lone
-    surrogates of file names that are not UTF-8, become U+FFFD (never a 500)."""
+def json_safe(data: Any) -> Any:
+    """``data`` (what an agent sent), made fit for JSON in valid UTF-8: bytes, or lone
+    surrogates of file names that are not UTF-8, become U+FFFD. Unchanged when already fit."""
     try:
         json.dumps(data, ensure_ascii=False).encode()
     except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
-        data = _clean(data)
-    return web.json_response(data, status=status)
+        return _clean(data)
+    return data
+
+
+def agent_reply(data: Any, status: int = 200) -> web.Response:
+    """A JSON response of what an agent sent (see :func:`json_safe`): never a 500."""
+    return web.json_response(json_safe(data), status=status)
 
 
 def _clean(value: Any) -> Any:

@@ -76,7 +76,9 @@ def _route_name(request: web.Request) -> str:
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request.headers.get("X-Request-Id") or secrets.token_hex(8)
+    rid = request.headers.get("X-Request-Id", "")
+    if not (0 < len(rid) <= 128 and rid.isascii() and rid.isprintable()):
+        rid = secrets.token_hex(8)  # none, or not fit to echo and log: a fresh one
     request[K.REQUEST_ID] = rid
     start = time.perf_counter()
     status = 500

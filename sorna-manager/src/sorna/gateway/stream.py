@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 from sorna.common.ids import AccessKey
 from sorna.common.types import RunStatus
 from sorna.gateway import keys as K
-from sorna.gateway.kernel import exec_args
+from sorna.gateway.kernel import exec_args, json_safe
 from sorna.gateway.params import loads
 from sorna.gateway.problems import problem_body
 from sorna.manager.errors import InvalidAPIParams, ManagerError
@@ -53,8 +53,10 @@ async def _run(
     args = exec_args(data)
     mode, code, run_id, options = args["mode"], args["code"], args["run_id"], args["options"]
     while True:
-        result = await kernels.execute(
-            owner, kernel_id, mode=mode, code=code, run_id=run_id, options=options
+        result = json_safe(
+            await kernels.execute(
+                owner, kernel_id, mode=mode, code=code, run_id=run_id, options=options
+            )
         )
         run_id = result.get("runId", run_id)
         for item in result.get("console", []):
