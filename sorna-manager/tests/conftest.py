@@ -20,7 +20,7 @@ from sorna.agent.config import AgentSettings
 from sorna.common.config import DatabaseSettings, RedisSettings
 from sorna.gateway import keys as K
 from sorna.gateway.app import create_app
-from sorna.gateway.testing import API, Gateway
+from sorna.gateway.testing import API, Gateway, GatewayTestServer
 from sorna.manager.config import ManagerSettings, ManagerTimings
 
 
@@ -47,7 +47,7 @@ async def start_gateway(settings: ManagerSettings) -> AsyncIterator[GatewayFacto
 
     async def start(s: ManagerSettings | None = None) -> Gateway:
         app = create_app(s or settings)
-        server = TestServer(app)
+        server = GatewayTestServer(app)
         await server.start_server()
         servers.append(server)
         admin = await app[K.KEYPAIRS].create(concurrency_limit=5, rate_limit=1000, is_admin=True)

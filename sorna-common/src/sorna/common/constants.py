@@ -54,3 +54,8 @@ KERNEL_IPC_DIR: Final = "/home/sorna/ipc"
 KERNEL_WORK_UID: Final = 1000
 #: Agent: interval of ``kernel_stats`` events (seconds).
 KERNEL_STATS_INTERVAL: Final = 5.0
+
+#: Longest file name component and longest path under /home/work (bytes of UTF-8), as Linux
+#: has them (NAME_MAX, PATH_MAX): the gateway refuses longer names before any agent sees them.
+MAX_FILE_NAME_BYTES: Final = 255
+MAX_FILE_PATH_BYTES: Final = 4096

@@ -21,7 +21,7 @@ from sorna.common.rpc import RPCClientPool
 from sorna.gateway import keys as K
 from sorna.gateway.console import add_console
 from sorna.gateway.metrics import Metrics
-from sorna.gateway.middlewares import MIDDLEWARES, set_server_header
+from sorna.gateway.middlewares import MIDDLEWARES, PARSER_MAX_FIELD_BYTES, set_server_header
 from sorna.gateway.ratelimit import RateLimiter
 from sorna.gateway.routes import add_routes
 from sorna.manager import db
@@ -136,7 +136,16 @@ async def render_metrics(app: web.Application) -> str:
 
 def create_app(settings: ManagerSettings) -> web.Application:
     """Build the gateway application for ``settings``."""
-    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.server.max_body_bytes)
+    app = web.Application(
+        middlewares=MIDDLEWARES,
+        client_max_size=settings.server.max_body_bytes,
+        # aiohttp's documented way to size its HTTP parser: headers and request lines up to
+        # this size reach the middlewares, which answer oversized ones with a problem.
+        handler_args={
+            "max_field_size": PARSER_MAX_FIELD_BYTES,
+            "max_line_size": PARSER_MAX_FIELD_BYTES,
+        },
+    )
     app[K.SETTINGS] = settings
     app[K.METRICS] = Metrics()
     app.cleanup_ctx.extend([_redis_ctx, _db_ctx, _rpc_ctx, _manager_ctx, _tasks_ctx])

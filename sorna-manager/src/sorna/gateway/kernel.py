@@ -3,9 +3,9 @@ upload, file listing and download."""
 
 from __future__ import annotations
 
+import json
 import posixpath
-import urllib.parse
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -16,8 +16,47 @@ from sorna.common.errors import CodecError
 from sorna.common.ids import AccessKey
 from sorna.common.messages import KernelLimits
 from sorna.gateway import keys as K
+from sorna.gateway.files import attachment, upload_name, work_path
+from sorna.gateway.middlewares import rate_exempt
 from sorna.gateway.params import field, json_body
 from sorna.manager.errors import InvalidAPIParams, PayloadTooLarge
+
+#: Largest integer a limit may be: the books keep limits as PostgreSQL ``bigint`` and the RPC
+#: carries them as msgpack int64.
+WIRE_INT_MAX: Final = 2**63 - 1
+
+
+def json_safe(data: Any) -> Any:
+    """``data`` (what an agent sent), made fit for JSON in valid UTF-8: bytes, or lone
+    surrogates of file names that are not UTF-8, become U+FFFD. Unchanged when already fit."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        return _clean(data)
+    return data
+
+
+def agent_reply(data: Any, status: int = 200) -> web.Response:
+    """A JSON response of what an agent sent (see :func:`json_safe`): never a 500."""
+    return web.json_response(json_safe(data), status=status)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode(errors="replace")
+    if isinstance(value, str):
+        try:
+            raw = value.encode(errors="surrogateescape")  # the bytes a name really had
+        except UnicodeEncodeError:
+            raw = value.encode(errors="surrogatepass")
+        return raw.decode(errors="replace")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
 
 
 def _owner(request: web.Request) -> AccessKey:
@@ -35,8 +74,10 @@ async def create(request: web.Request) -> web.Response:
     limits_in = field(data, "limits", dict, default={})
     mem = field(limits_in, "maxMem", int, default=None)
     timeout = field(limits_in, "execTimeout", int, default=None)
-    if (mem is not None and mem <= 0) or (timeout is not None and timeout < 0):
-        raise InvalidAPIParams("limits must be positive")
+    if mem is not None and not 1 <= mem <= WIRE_INT_MAX:
+        raise InvalidAPIParams(f"limits.maxMem must be between 1 and {WIRE_INT_MAX} (KiB)")
+    if timeout is not None and not 0 <= timeout <= WIRE_INT_MAX:
+        raise InvalidAPIParams(f"limits.execTimeout must be between 0 and {WIRE_INT_MAX} (ms)")
     field(data, "mounts", list, default=[])
     kernel_id, created = await request.app[K.KERNELS].get_or_create(
         _owner(request), lang, token, KernelLimits(mem_kib=mem, exec_timeout_ms=timeout)
@@ -44,7 +85,10 @@ async def create(request: web.Request) -> web.Response:
     return web.json_response({"kernelId": kernel_id, "created": created}, status=201)
 
 
+@rate_exempt
 async def info(request: web.Request) -> web.Response:
+    """Kernel information. Served even when the keypair's rate limit is spent (it counts while
+    the limit lasts), so that a tenant can always see its kernels."""
     return web.json_response(await request.app[K.KERNELS].info(_owner(request), _kid(request)))
 
 
@@ -53,12 +97,16 @@ async def restart(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@rate_exempt
 async def destroy(request: web.Request) -> web.Response:
+    """Destroy the kernel. Served even when the keypair's rate limit is spent (it counts while
+    the limit lasts), so that a tenant can always clean up."""
     stats = await request.app[K.KERNELS].destroy(_owner(request), _kid(request))
-    return web.json_response({"stats": stats})
+    return agent_reply({"stats": stats})
 
 
-def _exec_args(data: dict[str, Any]) -> dict[str, Any]:
+def exec_args(data: dict[str, Any]) -> dict[str, Any]:
+    """The execute arguments of a request body (or a stream message), each field checked."""
     return {
         "mode": field(data, "mode", str, default="query"),
         "code": field(data, "code", str, default=""),
@@ -69,11 +117,11 @@ def _exec_args(data: dict[str, Any]) -> dict[str, Any]:
 
 async def execute(request: web.Request) -> web.Response:
     data = await json_body(request)
-    args = _exec_args(data)
+    args = exec_args(data)
     result = await request.app[K.KERNELS].execute(_owner(request), _kid(request), **args)
     if args["mode"] == "complete":
-        return web.json_response({"result": result["completions"]})
-    return web.json_response({"result": result})
+        return agent_reply({"result": result["completions"]})
+    return agent_reply({"result": result})
 
 
 async def interrupt(request: web.Request) -> web.Response:
@@ -86,7 +134,7 @@ async def complete(request: web.Request) -> web.Response:
     code = field(data, "code", str, default="")
     options = _options(data)
     out = await request.app[K.KERNELS].complete(_owner(request), _kid(request), code, options)
-    return web.json_response({"result": out})
+    return agent_reply({"result": out})
 
 
 def _options(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -97,23 +145,6 @@ def _options(data: dict[str, Any]) -> dict[str, Any] | None:
     except CodecError as e:
         raise InvalidAPIParams(f"field 'options' cannot be sent to the kernel: {e}") from None
     return options
-
-
-def work_path(name: str) -> str:
-    """Return ``name`` relative to /home/work; 400 if it leaves it."""
-    if not name or "\x00" in name or "\\" in name:
-        raise InvalidAPIParams(f"invalid file name {name!r}")
-    if name.startswith("/"):
-        norm = posixpath.normpath(name)
-        if norm != KERNEL_WORK_DIR and not norm.startswith(KERNEL_WORK_DIR + "/"):
-            raise InvalidAPIParams(f"{name!r} is outside {KERNEL_WORK_DIR}")
-        name = norm[len(KERNEL_WORK_DIR) + 1 :]
-    if any(part == ".." for part in name.split("/")):
-        raise InvalidAPIParams(f"{name!r} may not contain '..'")
-    rel = posixpath.normpath(name)
-    if rel in (".", "") or rel.startswith("/"):
-        raise InvalidAPIParams(f"invalid file name {name!r}")
-    return rel
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -146,8 +177,7 @@ async def _read_upload(request: web.Request, limits: Any) -> list[tuple[str, byt
             continue
         if len(files) >= limits.upload_max_files:
             raise PayloadTooLarge(f"at most {limits.upload_max_files} files per upload")
-        # aiohttp clients percent-encode names in Content-Disposition ("sub%2Fb.txt").
-        path = work_path(urllib.parse.unquote(part.filename or ""))
+        path = upload_name(part.headers.get("Content-Disposition"))
         data = bytearray()
         while chunk := await part.read_chunk(64 << 10):
             data += chunk
@@ -161,7 +191,7 @@ async def list_files(request: web.Request) -> web.Response:
     path = request.query.get("path", "")
     rel = "" if path in ("", ".", "/", KERNEL_WORK_DIR, KERNEL_WORK_DIR + "/") else work_path(path)
     files = await request.app[K.KERNELS].list_files(_owner(request), _kid(request), rel)
-    return web.json_response({"files": files})
+    return agent_reply({"files": files})
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -173,7 +203,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{posixpath.basename(rel)}"',
+            "Content-Disposition": attachment(posixpath.basename(rel)),
         }
     )
     response.headers.update(request.get(K.RATE_HEADERS) or {})

@@ -1,5 +1,5 @@
 """The middleware chain, outermost first: request id + access log -> problem+json errors ->
-API version -> auth -> rate limit."""
+header limits -> API version -> auth -> rate limit."""
 
 from __future__ import annotations
 
@@ -25,12 +25,37 @@ access_log = logging.getLogger("sorna.gateway.access")
 
 API_VERSION: Final = "v2.20170315"
 PUBLIC_ATTR: Final = "__sorna_public__"
+RATE_EXEMPT_ATTR: Final = "__sorna_rate_exempt__"
+#: What a handler marked :func:`rate_exempt` says in the OpenAPI document.
+RATE_EXEMPT_NOTE: Final = (
+    "Served even when the keypair's rate limit is spent (it counts against the limit while the "
+    "limit lasts), so that a keypair can always see and destroy its kernels."
+)
+
+#: The API's own header limits, checked before anything reads a header (the HTTP parser takes
+#: up to PARSER_MAX_FIELD_BYTES so that these are answered as problems, not by the parser).
+MAX_AUTHORIZATION_BYTES: Final = 1024
+MAX_HEADER_BYTES: Final = 8190
+PARSER_MAX_FIELD_BYTES: Final = 32 << 10
 
 
 def public(handler: Handler) -> Handler:
     """Mark a handler as reachable without a signature."""
     setattr(handler, PUBLIC_ATTR, True)
     return handler
+
+
+def rate_exempt(handler: Handler) -> Handler:
+    """Mark a handler as served even when the keypair's rate limit is spent."""
+    setattr(handler, RATE_EXEMPT_ATTR, True)
+    return handler
+
+
+def _handler_has(request: web.Request, attr: str) -> bool:
+    try:
+        return bool(getattr(request.match_info.handler, attr, False))
+    except AttributeError:
+        return False
 
 
 def _is_public(request: web.Request) -> bool:
@@ -51,7 +76,9 @@ def _route_name(request: web.Request) -> str:
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request.headers.get("X-Request-Id") or secrets.token_hex(8)
+    rid = request.headers.get("X-Request-Id", "")
+    if not (0 < len(rid) <= 128 and rid.isascii() and rid.isprintable()):
+        rid = secrets.token_hex(8)  # none, or not fit to echo and log: a fresh one
     request[K.REQUEST_ID] = rid
     start = time.perf_counter()
     status = 500
@@ -112,6 +139,18 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 @web.middleware
+async def header_limits_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse oversized headers with a problem, before auth or a handler reads them."""
+    for name, value in request.raw_headers:
+        limit = MAX_AUTHORIZATION_BYTES if name.lower() == b"authorization" else MAX_HEADER_BYTES
+        if len(value) > limit:
+            header = name.decode("latin-1")[:64]
+            error = E.InvalidAuthParams if limit == MAX_AUTHORIZATION_BYTES else E.InvalidAPIParams
+            raise error(f"header {header} is {len(value)} bytes; the limit is {limit}")
+    return await handler(request)
+
+
+@web.middleware
 async def version_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if _is_public(request):
         return await handler(request)
@@ -153,18 +192,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     else:
         body = await request.read()
     request[K.BODY] = body
-    expected = signing.sign(
-        secret_key=keypair.secret_key,
-        method=request.method,
-        path_with_query=request.raw_path,
-        date=date,
-        host=request.headers.get("Host", ""),
-        content_type=content_type,
-        version=request.headers.get("X-Sorna-Version", ""),
-        body=body,
-        sign_method=sign_method,
-    )
-    if not signing.verify(expected, signature):
+    try:
+        expected = signing.sign(
+            secret_key=keypair.secret_key,
+            method=request.method,
+            path_with_query=request.raw_path,
+            date=date,
+            host=request.headers.get("Host", ""),
+            content_type=content_type,
+            version=request.headers.get("X-Sorna-Version", ""),
+            body=body,
+            sign_method=sign_method,
+        )
+        verified = signing.verify(expected, signature)
+    except UnicodeEncodeError:  # a signed header held bytes that are not UTF-8
+        raise E.InvalidAuthParams("the signed headers must be UTF-8") from None
+    if not verified:
         raise E.AuthFailed("signature mismatch")
     request[K.KEYPAIR] = keypair
     request.app[K.KEYPAIRS].record_use(keypair.access_key)
@@ -180,7 +223,7 @@ async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.St
         AccessKey(keypair.access_key), keypair.rate_limit, request[K.REQUEST_ID]
     )
     request[K.RATE_HEADERS] = verdict.headers()
-    if not verdict.allowed:
+    if not verdict.allowed and not _handler_has(request, RATE_EXEMPT_ATTR):
         raise E.RateLimitExceeded("too many requests in the window")
     response = await handler(request)
     if not response.prepared:
@@ -200,6 +243,7 @@ async def set_server_header(request: web.Request, response: web.StreamResponse) 
 MIDDLEWARES: Final = [
     request_id_middleware,
     problem_middleware,
+    header_limits_middleware,
     version_middleware,
     auth_middleware,
     ratelimit_middleware,

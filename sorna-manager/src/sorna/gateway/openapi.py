@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sorna.gateway.middlewares import API_VERSION, PUBLIC_ATTR
+from sorna.gateway.middlewares import API_VERSION, PUBLIC_ATTR, RATE_EXEMPT_ATTR, RATE_EXEMPT_NOTE
 from sorna.gateway.problems import STATUS
 from sorna.gateway.routes import ROUTES, RouteSpec
 
@@ -49,6 +49,8 @@ def document(app: web.Application) -> dict[str, Any]:
             op["parameters"] = params
         if getattr(route.handler, PUBLIC_ATTR, False):
             op["security"] = []
+        if getattr(route.handler, RATE_EXEMPT_ATTR, False):
+            op["description"] = RATE_EXEMPT_NOTE
         if found is not None and found.body is not None:
             op["requestBody"] = {
                 "required": True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import binascii
 import logging
 from typing import Any
 
@@ -13,6 +13,8 @@ from aiohttp import WSMsgType, web
 from sorna.common.ids import AccessKey
 from sorna.common.types import RunStatus
 from sorna.gateway import keys as K
+from sorna.gateway.kernel import exec_args, json_safe
+from sorna.gateway.params import loads
 from sorna.gateway.problems import problem_body
 from sorna.manager.errors import InvalidAPIParams, ManagerError
 
@@ -34,16 +36,12 @@ async def execute_stream(request: web.Request) -> web.WebSocketResponse:
             if msg.type != WSMsgType.TEXT:
                 continue
             try:
-                data = json.loads(msg.data)
+                data = loads(msg.data)
                 if not isinstance(data, dict):
                     raise InvalidAPIParams("messages must be JSON objects")
                 await _run(ws, kernels, owner, kernel_id, data)
             except ManagerError as e:
                 await ws.send_json({"type": "error", "data": problem_body(e)})
-            except ValueError:
-                await ws.send_json(
-                    {"type": "error", "data": problem_body(InvalidAPIParams("invalid JSON"))}
-                )
     finally:
         await ws.close()
     return ws
@@ -52,15 +50,13 @@ async def execute_stream(request: web.Request) -> web.WebSocketResponse:
 async def _run(
     ws: web.WebSocketResponse, kernels: Any, owner: AccessKey, kernel_id: str, data: dict[str, Any]
 ) -> None:
-    mode = data.get("mode", "query")
-    code = data.get("code", "")
-    run_id = data.get("runId")
-    options = data.get("options")
-    if not isinstance(mode, str) or not isinstance(code, str):
-        raise InvalidAPIParams("mode and code must be strings")
+    args = exec_args(data)
+    mode, code, run_id, options = args["mode"], args["code"], args["run_id"], args["options"]
     while True:
-        result = await kernels.execute(
-            owner, kernel_id, mode=mode, code=code, run_id=run_id, options=options
+        result = json_safe(
+            await kernels.execute(
+                owner, kernel_id, mode=mode, code=code, run_id=run_id, options=options
+            )
         )
         run_id = result.get("runId", run_id)
         for item in result.get("console", []):
@@ -94,8 +90,8 @@ async def pty_stream(request: web.Request) -> web.WebSocketResponse:
             if msg.type != WSMsgType.TEXT:
                 continue
             try:
-                data = json.loads(msg.data)
-            except ValueError:
+                data = loads(msg.data)
+            except ManagerError:
                 continue
             kind = data.get("type") if isinstance(data, dict) else None
             try:
@@ -106,7 +102,11 @@ async def pty_stream(request: web.Request) -> web.WebSocketResponse:
                 elif kind == "resize":
                     continue
                 elif kind == "stdin":
-                    chars = base64.b64decode(data.get("chars", "")).decode(errors="replace")
+                    try:
+                        raw = base64.b64decode(str(data.get("chars", "")))
+                    except (binascii.Error, ValueError):
+                        raise InvalidAPIParams("stdin chars must be base64") from None
+                    chars = raw.decode(errors="replace")
                     result = await kernels.execute(
                         owner, kernel_id, mode="query", code=chars, run_id=None, options=None
                     )

@@ -13,9 +13,18 @@ from aiohttp.test_utils import TestServer
 
 from sorna.gateway import keys as K
 from sorna.gateway import signing
+from sorna.gateway.server import GatewayRunner
 from sorna.manager.keypairs import Keypair
 
 VERSION = "v2.20170315"
+
+
+class GatewayTestServer(TestServer):
+    """aiohttp's TestServer, running the app as ``sorna-manager serve`` does
+    (:class:`~sorna.gateway.server.GatewayRunner`)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return GatewayRunner(self.app, **kwargs)
 
 
 class API:

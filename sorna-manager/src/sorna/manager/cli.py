@@ -107,6 +107,7 @@ def _serve_one(settings: ManagerSettings, reuse_port: bool) -> None:
 
     from sorna.gateway.app import create_app
     from sorna.gateway.routes import metrics
+    from sorna.gateway.server import serve
 
     setup_logging(settings.logging.level, settings.logging.format)
     app = create_app(settings)
@@ -125,14 +126,7 @@ def _serve_one(settings: ManagerSettings, reuse_port: bool) -> None:
             await runner.cleanup()
 
         app.cleanup_ctx.append(start_metrics)
-    web.run_app(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        reuse_port=reuse_port,
-        access_log=None,
-        print=None,
-    )
+    asyncio.run(serve(app, settings.server.host, settings.server.port, reuse_port=reuse_port))
 
 
 class _Forward:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 #: Key of the advisory lock held while migrating ("sorna" as an int).
 MIGRATION_LOCK_KEY: Final = 0x736F726E61
 
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 #: asyncpg and socket errors meaning "PostgreSQL is unreachable right now".
 UNAVAILABLE_ERRORS: Final = (
@@ -47,7 +47,7 @@ def migrations() -> list[Migration]:
     """Return the packaged migrations in version order."""
     found: list[Migration] = []
     for entry in resources.files("sorna.manager.migrations").iterdir():
-        m = _NAME.match(entry.name)
+        m = _NAME.fullmatch(entry.name)
         if m:
             found.append(Migration(int(m.group(1)), entry.name, entry.read_text()))
     found.sort(key=lambda mig: mig.version)

@@ -12,6 +12,7 @@ import datetime
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -41,7 +42,8 @@ from sorna.manager.registry import Placement, Registry, now_ms
 
 log = logging.getLogger(__name__)
 
-TOKEN_RE: Final = re.compile(r"^[A-Za-z0-9._-]{4,64}$")
+#: Checked with ``fullmatch`` (``$`` alone would also accept a trailing newline).
+TOKEN_RE: Final = re.compile(r"[A-Za-z0-9._-]{4,64}")
 
 #: Remote error types that mean "the agent has no such kernel".
 _GONE: Final = frozenset({"kernel-not-found", "no-such-kernel", "not-found"})
@@ -63,6 +65,17 @@ def _stat(stats: dict[str, Any], names: tuple[str, ...]) -> int:
         if isinstance(v, int | float) and not isinstance(v, bool):
             return int(v)
     return 0
+
+
+def _parse_kernel_id(text: str) -> KernelId:
+    """Return the canonical form of a kernel id (a UUID), else KernelNotFound."""
+    try:
+        if len(text) > 64:
+            raise ValueError(text)
+        return KernelId(str(uuid.UUID(text)))
+    except ValueError:
+        shown = text if len(text) <= 64 else text[:48] + "..."
+        raise KernelNotFound(f"no kernel {shown!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +122,7 @@ class KernelManager:
         lang = resolve_lang(lang_name)
         if lang is None:
             raise UnsupportedLang(f"unknown language {lang_name!r}")
-        if not TOKEN_RE.match(token):
+        if not TOKEN_RE.fullmatch(token):
             raise InvalidAPIParams("clientSessionToken must be 4-64 characters of [A-Za-z0-9._-]")
         deadline = time.monotonic() + self.settings.timings.create_wait_s
         while True:
@@ -262,7 +275,10 @@ class KernelManager:
         """Return the route of ``owner``'s live kernel ``kernel_id``, else KernelNotFound.
 
         With ``queries`` >= 0 the kernel is also marked used, counting that many queries.
+        Anything that is not a UUID is unknown at once: odd ids (NUL, undecodable bytes, huge
+        strings) never reach Redis or PostgreSQL.
         """
+        kernel_id = _parse_kernel_id(kernel_id)
         if queries >= 0:
             fields = await self.registry.touch_kernel(KernelId(kernel_id), queries)
         else:

@@ -61,6 +61,13 @@ def generate_access_key() -> AccessKey:
     return AccessKey("AKIA" + base64.b32encode(secrets.token_bytes(10)).decode())
 
 
+def plausible_access_key(text: str) -> bool:
+    """Whether ``text`` could name a keypair at all: short, printable ASCII. Anything else
+    (NUL, undecodable header bytes as surrogates) is unknown without asking PostgreSQL, whose
+    text type refuses NUL and which cannot encode surrogates."""
+    return 0 < len(text) <= 64 and text.isascii() and text.isprintable()
+
+
 def generate_secret_key() -> str:
     """Return 40 url-safe characters."""
     return secrets.token_urlsafe(30)
@@ -81,6 +88,8 @@ class KeypairStore:
 
     async def get(self, access_key: str) -> Keypair | None:
         """Return the keypair (active or not), from the cache if fresh."""
+        if not plausible_access_key(access_key):
+            return None
         now = time.monotonic()
         hit = self._cache.get(access_key)
         if hit is not None and now - hit[0] < self._ttl:
@@ -131,6 +140,8 @@ class KeypairStore:
         is_admin: bool | None = None,
     ) -> Keypair | None:
         """Change limits or flags; return the new keypair, or None if there is none."""
+        if not plausible_access_key(access_key):
+            return None
         r = await self._pool.fetchrow(
             "UPDATE keypairs SET"
             " concurrency_limit = COALESCE($2, concurrency_limit),"
