@@ -8,7 +8,8 @@ is under one data folder::
         run/lock            held (flock) by the running supervisor
         run/state.json      pid, endpoint, backend, children, status line
         logs/*.log          supervisor, gateway, agent (valkey and postgres keep theirs)
-        valkey/ postgres/   the embedded servers' data
+        valkey/ postgres/   the embedded servers' data, each with its password file
+                            (``password``, mode 0600; see :mod:`sorna.common.servers`)
         scratch/            kernels' /home/work folders
         admin-keypair.json  the first admin keypair (mode 0600)
 """

@@ -241,8 +241,6 @@ class Supervisor:
             )
         self._record_children()
         env = {**os.environ, "SORNA_REDIS_URL": redis_url, "SORNA_DB_URL": db_url}
-        # The agent has no use for the database, and its kernels must not find its URL.
-        agent_env = {k: v for k, v in env.items() if k != "SORNA_DB_URL"}
         applied = await self._manager_command(env, "db", "migrate")
         self.say(f"database: {applied.strip()}")
         keypair = await self._admin_keypair(env)
@@ -266,7 +264,8 @@ class Supervisor:
             "agent",
             [sys.executable, "-m", "sorna.agent.cli", "--backend", backend],
             {
-                **agent_env,
+                # The agent has no use for the database, and its kernels must not find its URL.
+                **{k: v for k, v in env.items() if k != "SORNA_DB_URL"},
                 "SORNA_RPC_HOST": "127.0.0.1",
                 "SORNA_RPC_PORT": str(free_port()),
                 "SORNA_ADVERTISED_HOST": "127.0.0.1",
