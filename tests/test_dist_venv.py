@@ -109,42 +109,47 @@ def test_dist_wheels_give_every_command_and_a_working_sorna_up(
     assert stack.leftovers() == []
 
 
+@pytest.fixture
+def private_venv(dist_wheels: Path) -> Iterator[Path]:
+    """A venv of the wheels in a 0700 folder (as under /root); removed with root's copy of
+    its PostgreSQL programs once its stacks are down (ask for it before ``stack_factory``)."""
+    private = Path(tempfile.mkdtemp(prefix="sorna-private-"))
+    before = _cache()
+    try:
+        yield _install(dist_wheels, private / "venv")
+    finally:
+        for copy in _cache() - before:  # made for this venv, which is going away
+            shutil.rmtree(copy, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as nobody")
 def test_root_runs_sorna_up_from_a_venv_in_a_private_folder(
-    dist_wheels: Path, stack_factory: type
+    private_venv: Path, stack_factory: type
 ) -> None:
     # As root, the embedded PostgreSQL runs as nobody, who cannot reach a venv under /root
     # (or any 0700 folder): its programs run from root's copy in the documented cache.
-    private = Path(tempfile.mkdtemp(prefix="sorna-private-"))
-    assert stat.S_IMODE(private.stat().st_mode) == 0o700
-    made: set[Path] = set()
-    try:
-        bin_dir = _install(dist_wheels, private / "venv")
-        before = _cache()
-        stack = stack_factory(bin_dir)
-        up = stack.up()
-        assert "Sorna is up." in up.stdout
-        made = _cache() - before
-        assert len(made) == 1, made  # one copy of this venv's programs, no staging left
-        copy = made.pop()
-        made.add(copy)
-        assert copy.stat().st_uid == 0 and stat.S_IMODE(copy.stat().st_mode) == 0o755
-        programs = {_exe(pid) for pid in stack.pids}
-        postgres = {exe for exe in programs if exe.name == "postgres"}
-        assert postgres and all(exe.is_relative_to(copy) for exe in postgres), programs
-        ran = stack.sorna("run", "python3", "-c", "print(6*7)")
-        assert (ran.returncode, ran.stdout) == (0, "42\n"), ran.stderr
-        assert stack.down().returncode == 0
-        assert stack.leftovers() == []
-        # A second start reuses the copy.
-        stack.up()
-        assert _cache() - before == made
-        assert stack.down().returncode == 0
-        assert stack.leftovers() == []
-    finally:
-        for copy in made:  # this test's venv is gone: so is the use of its copy
-            shutil.rmtree(copy, ignore_errors=True)
-        shutil.rmtree(private, ignore_errors=True)
+    assert stat.S_IMODE(private_venv.parents[1].stat().st_mode) == 0o700
+    before = _cache()
+    stack = stack_factory(private_venv)
+    up = stack.up()
+    assert "Sorna is up." in up.stdout
+    made = _cache() - before
+    assert len(made) == 1, made  # one copy of this venv's programs, no staging folder left
+    (copy,) = made
+    assert copy.stat().st_uid == 0 and stat.S_IMODE(copy.stat().st_mode) == 0o755
+    programs = {_exe(pid) for pid in stack.pids}
+    postgres = {exe for exe in programs if exe.name == "postgres"}
+    assert postgres and all(exe.is_relative_to(copy) for exe in postgres), programs
+    ran = stack.sorna("run", "python3", "-c", "print(6*7)")
+    assert (ran.returncode, ran.stdout) == (0, "42\n"), ran.stderr
+    assert stack.down().returncode == 0
+    assert stack.leftovers() == []
+    # A second start reuses the copy.
+    stack.up()
+    assert _cache() - before == made
+    assert stack.down().returncode == 0
+    assert stack.leftovers() == []
 
 
 def _cache() -> set[Path]:
