@@ -7,12 +7,15 @@ points at a socket nobody listens on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import stat
 import sys
 import tomllib
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -27,9 +30,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _db_url(output: str) -> str:
-    m = re.search(r"^postgresql: (\S+) \(embedded\)$", output, re.M)
+    """The embedded PostgreSQL's DSN: the address ``sorna up`` shows, the password its file."""
+    m = re.search(
+        r"^postgresql: (postgresql://postgres@\S+) \(embedded; password in (\S+)\)$", output, re.M
+    )
     assert m, output
-    return m.group(1)
+    password = Path(m.group(2)).read_text().strip()
+    return m.group(1).replace("postgres@", f"postgres:{password}@", 1)
+
+
+def _no_password_shown(stack: Any, *outputs: str) -> None:
+    """Neither server's password is in what ``sorna`` printed, a log, or a command line."""
+    passwords = {
+        name: (stack.data_dir / name / "password").read_text().strip()
+        for name in ("valkey", "postgres")
+    }
+    for name in passwords:
+        assert stat.S_IMODE((stack.data_dir / name / "password").stat().st_mode) == 0o600
+    files = [p for p in stack.data_dir.rglob("*") if p.is_file() and p.name != "password"]
+    files = [p for p in files if "pgdata" not in p.parts]  # the server's own store
+    files += [p for p in stack.home.rglob("*") if p.is_file() and stack.data_dir not in p.parents]
+    assert any(p.name == "supervisor.log" for p in files)
+    cmdlines = [Path(f"/proc/{pid}/cmdline") for pid in stack.pids]
+    for name, password in passwords.items():
+        for output in outputs:
+            assert password not in output, name
+        for path in files:
+            assert password.encode() not in path.read_bytes(), (name, path)
+        for path in cmdlines:
+            with contextlib.suppress(OSError):
+                assert password.encode() not in path.read_bytes(), (name, path)
 
 
 async def _count(url: str, sql: str) -> int:
@@ -66,6 +96,7 @@ def test_up_without_docker_runs_locally_and_a_restart_keeps_keys_and_history(
     status = stack.sorna("status")
     assert status.returncode == 0
     assert "Sorna is running" in status.stdout and "backend   local" in status.stdout
+    _no_password_shown(stack, up.stdout, up.stderr, status.stdout, status.stderr)
 
     again = stack.sorna("up", "--port", str(stack.port))
     assert again.returncode == 1

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from redis.asyncio import Redis
 
+from sorna.common.servers import PG_INSTALL_CACHE
 from sorna.common.testing.plugin import S3Bucket
 
 
@@ -92,8 +93,8 @@ def test_postgres_starts_from_a_private_install_as_root(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-1500:]
     install = Path(run.stdout.strip().splitlines()[-1])
     try:
-        assert install.parts[:3] == ("/", "var", "tmp")
+        assert install.parents[2] == PG_INSTALL_CACHE
         assert (install / "bin" / "postgres").exists()
     finally:
-        if install.parts[:3] == ("/", "var", "tmp"):  # the copy of this test's private tree
+        if install.parents[2] == PG_INSTALL_CACHE:  # the copy of this test's private tree
             shutil.rmtree(install.parents[1], ignore_errors=True)

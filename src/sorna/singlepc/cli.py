@@ -26,7 +26,7 @@ from typing import Any, Final
 from sorna.common.config import load_settings
 from sorna.common.errors import ConfigError
 
-from .config import ENV_PREFIX, Layout, UpSettings, check_root_postgres, resolve_data_dir
+from .config import ENV_PREFIX, Layout, UpSettings, check_embedded_postgres, resolve_data_dir
 from .state import State, is_running
 
 EXIT_OK: Final = 0
@@ -59,7 +59,7 @@ def _settings(args: argparse.Namespace) -> tuple[UpSettings, Layout]:
         overrides["images"] = [i.strip() for i in images.split(",") if i.strip()]
     settings = dataclasses.replace(settings, **overrides)
     data_dir = resolve_data_dir(settings)
-    check_root_postgres(settings)
+    check_embedded_postgres(settings)
     return dataclasses.replace(settings, data_dir=str(data_dir)), Layout(data_dir)
 
 

@@ -8,7 +8,8 @@ is under one data folder::
         run/lock            held (flock) by the running supervisor
         run/state.json      pid, endpoint, backend, children, status line
         logs/*.log          supervisor, gateway, agent (valkey and postgres keep theirs)
-        valkey/ postgres/   the embedded servers' data
+        valkey/ postgres/   the embedded servers' data, each with its password file
+                            (``password``, mode 0600; see :mod:`sorna.common.servers`)
         scratch/            kernels' /home/work folders
         admin-keypair.json  the first admin keypair (mode 0600)
 """
@@ -108,21 +109,19 @@ def resolve_data_dir(settings: UpSettings, env: Mapping[str, str] | None = None)
     return path
 
 
-def check_root_postgres(settings: UpSettings) -> None:
-    """As root, the embedded PostgreSQL runs as ``nobody``: its programs must be reachable."""
-    if os.geteuid() != 0 or settings.db_url:
+def check_embedded_postgres(settings: UpSettings) -> None:
+    """The embedded PostgreSQL needs the pgserver package: say so before starting anything.
+
+    As root the server runs as ``nobody``; when the package sits in a private folder (a venv
+    under /root, say), :mod:`sorna.common.servers` runs it from a world-readable copy.
+    """
+    if settings.db_url:
         return
     import importlib.util
 
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or spec.origin is None:
-        raise ConfigError("the embedded PostgreSQL needs pgserver (pip install pgserver)")
-    programs = Path(spec.origin).parent / "pginstall" / "bin"
-    if not _reachable_by_others(programs):
+    if importlib.util.find_spec("pgserver") is None:
         raise ConfigError(
-            f"{programs} is not reachable by other users, and the embedded PostgreSQL runs "
-            "as nobody when started by root (install Sorna in a venv outside a private "
-            "folder, or give --db-url)"
+            "the embedded PostgreSQL needs pgserver (pip install pgserver), or give --db-url"
         )
 
 
@@ -162,5 +161,7 @@ class Layout:
     def create(self) -> None:
         for folder in (self.root, self.run, self.logs, self.scratch):
             folder.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            self.root.chmod(0o755)  # the embedded PostgreSQL runs as nobody below it
+        # Others pass through (the embedded PostgreSQL runs as nobody below it when started
+        # by root) but list nothing; the logs are the stack's own.
+        self.root.chmod(0o711 if os.geteuid() == 0 else 0o700)
+        self.logs.chmod(0o700)

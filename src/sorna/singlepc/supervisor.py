@@ -219,18 +219,26 @@ class Supervisor:
         s = self.settings
         self.say(f"data folder: {self.layout.root}")
         _check_port_free(s.host, s.port)
+        # The embedded servers' URLs carry their passwords: they go to the children's
+        # environments only; what is said (and so logged) is the address and the password file.
         redis_url = s.redis_url
         if not redis_url:
             self._valkey = ValkeyServer(data_dir=self.layout.root / "valkey")
             await asyncio.to_thread(self._valkey.start)
             redis_url = self._valkey.url
-            self.say(f"valkey: {redis_url} (embedded)")
+            self.say(
+                f"valkey: {self._valkey.endpoint} "
+                f"(embedded; password in {self._valkey.password_file})"
+            )
         db_url = s.db_url
         if not db_url:
             self._postgres = PostgresServer(data_dir=self.layout.root / "postgres")
             await asyncio.to_thread(self._postgres.start)
             db_url = self._postgres.url()
-            self.say(f"postgresql: {db_url} (embedded)")
+            self.say(
+                f"postgresql: {self._postgres.endpoint()} "
+                f"(embedded; password in {self._postgres.password_file})"
+            )
         self._record_children()
         env = {**os.environ, "SORNA_REDIS_URL": redis_url, "SORNA_DB_URL": db_url}
         applied = await self._manager_command(env, "db", "migrate")
@@ -256,7 +264,8 @@ class Supervisor:
             "agent",
             [sys.executable, "-m", "sorna.agent.cli", "--backend", backend],
             {
-                **env,
+                # The agent has no use for the database, and its kernels must not find its URL.
+                **{k: v for k, v in env.items() if k != "SORNA_DB_URL"},
                 "SORNA_RPC_HOST": "127.0.0.1",
                 "SORNA_RPC_PORT": str(free_port()),
                 "SORNA_ADVERTISED_HOST": "127.0.0.1",

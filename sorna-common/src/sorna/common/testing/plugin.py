@@ -6,6 +6,8 @@ Fixtures start real servers on free loopback ports, once per session, and isolat
   each test.
 - ``postgres_server`` / ``postgres_url``: PostgreSQL 16; each test gets a fresh database,
   dropped afterwards.
+
+Both ask for a password, as in single-PC mode; the URLs the fixtures give carry it.
 - ``s3_server`` / ``s3_bucket``: an S3-compatible server; each test gets a fresh bucket.
 - ``docker``: an aiodocker client. Tests marked ``docker`` (or using this fixture) are skipped
   when no engine answers, and FAIL instead when ``SORNA_REQUIRE_DOCKER=1``.
@@ -108,14 +110,9 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 def _psql(server: PostgresServer, sql: str) -> None:
-    subprocess.run(
-        [
-            *(server._bin("psql"), "-h", server.host, "-p", str(server.port), "-U", "postgres"),
-            *("-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    done = server.psql(sql)
+    if done.returncode != 0:
+        raise RuntimeError(f"psql {sql!r} failed: {done.stderr.decode(errors='replace')}")
 
 
 @pytest.fixture
