@@ -18,8 +18,12 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from sorna.agent.agent import Agent
+from sorna.agent.config import AgentSettings
+from sorna.common.config import RedisSettings
 from sorna.common.keys import RedisKeys
 from sorna.common.servers import free_port
+from sorna.common.testing.plugin import require_docker
 from sorna.gateway import keys as K
 from sorna.gateway.testing import Gateway
 from sorna.manager.config import ManagerSettings
@@ -179,3 +183,53 @@ async def test_restarted_agent_fails_runs_in_flight_at_once(  # type: ignore[no-
     assert status == 201, body
     status, r = await api.json("POST", f"/v2/kernel/{body['kernelId']}", {"code": "print(3)"})
     assert status == 200 and r["result"]["console"] == [["stdout", "3\n"]], r
+
+
+@pytest.mark.docker
+async def test_kernels_kept_by_a_restarted_agent_stay(  # type: ignore[no-untyped-def]
+    gateway: Gateway, redis_url: str, scratch_root: Path, redis: Redis
+) -> None:
+    require_docker()
+    settings = AgentSettings(
+        agent_id=f"gw-keep-{uuid.uuid4().hex[:8]}",
+        rpc_host="127.0.0.1",
+        rpc_port=free_port(),
+        backend="docker",
+        scratch_root=scratch_root / "keep",
+        flush_interval=0.5,
+        heartbeat_interval=0.5,
+        keep_kernels_on_shutdown=True,
+        redis=RedisSettings(url=redis_url),
+    )
+    keys = RedisKeys()
+    agent = Agent(settings=settings)
+    await agent.start()
+    try:
+        api = await gateway.api()
+        status, body = await api.json(
+            "POST", "/v2/kernel/create", {"lang": "python3", "clientSessionToken": "kept"}
+        )
+        assert status == 201, body
+        kid = body["kernelId"]
+        assert (await api.json("POST", f"/v2/kernel/{kid}", {"code": "x = 41"}))[0] == 200
+        await agent.close()  # its container keeps running
+        agent = Agent(settings=settings)
+        await agent.start()
+        assert agent.kernel_ids == [kid]
+        boot = agent.boot_id
+
+        async def recorded() -> bool:
+            got = await redis.get(keys.agent_settled_boot(settings.agent_id))  # type: ignore[arg-type]
+            return got is not None and got.decode() == boot
+
+        await _until(recorded)  # the gateway has seen the new boot and settled what was lost
+        status, r = await api.json("POST", f"/v2/kernel/{kid}", {"code": "print(x + 1)"})
+        assert status == 200 and r["result"]["console"] == [["stdout", "42\n"]], r
+        assert (await api.json("GET", f"/v2/kernel/{kid}"))[0] == 200
+        row = await gateway.app[K.KEYPAIRS].update(api.keypair.access_key)
+        assert row is not None and row.concurrency_used == 1
+        assert (await api.json("DELETE", f"/v2/kernel/{kid}"))[0] == 200
+    finally:
+        # Nothing left behind: the last agent destroys its kernels.
+        agent.settings = dataclasses.replace(settings, keep_kernels_on_shutdown=False)
+        await agent.close()

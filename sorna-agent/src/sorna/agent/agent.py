@@ -256,6 +256,7 @@ class Agent:
         if self._server is not None:
             await self._server.close()
         keep = self.settings.keep_kernels_on_shutdown and isinstance(self._backend, DockerBackend)
+        kept = self.kernel_ids if keep else []
         for kernel in list(self._kernels.values()):
             if keep:
                 self._kernels.pop(kernel.spec.kernel_id, None)
@@ -263,7 +264,7 @@ class Agent:
             else:
                 await self._terminate(kernel, TerminationReason.AGENT_TERMINATED)
         if self._registry is not None:
-            await self._registry.publish(InstanceTerminated(agent_id=self.agent_id))
+            await self._registry.publish(InstanceTerminated(agent_id=self.agent_id, kept=kept))
             if not keep:
                 with contextlib.suppress(Exception):
                     await self._registry.heartbeat(self._load(), AgentStatus.TERMINATED)

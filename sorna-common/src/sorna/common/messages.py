@@ -190,6 +190,7 @@ class InstanceHeartbeat(WireMessage):
 class InstanceTerminated(WireMessage):
     agent_id: AgentId
     reason: str = "shutdown"
+    kept: list[KernelId] = field(default_factory=list)  # left running for the next start
 
 
 @dataclass(frozen=True, slots=True)

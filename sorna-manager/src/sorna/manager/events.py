@@ -80,8 +80,15 @@ class EventHandlers:
     async def instance_terminated(self, event: Event, tx: Pipeline) -> None:
         body = event.body
         assert isinstance(body, InstanceTerminated)
-        log.info("agent %s terminated (%s)", body.agent_id, body.reason)
-        await self.liveness.settle_agent(body.agent_id, TerminationReason.AGENT_TERMINATED)
+        log.info(
+            "agent %s terminated (%s), %d kernel(s) left running",
+            body.agent_id,
+            body.reason,
+            len(body.kept),
+        )
+        await self.liveness.settle_agent(
+            body.agent_id, TerminationReason.AGENT_TERMINATED, keep=frozenset(body.kept)
+        )
 
 
 async def consume(consumer: EventConsumer) -> None:

@@ -135,10 +135,17 @@ class LivenessChecker:
             log.warning("reset of returning agent %s failed: %s", agent_id, e)
         await self.settle_agent(agent_id, TerminationReason.AGENT_RESET)
 
-    async def settle_agent(self, agent_id: AgentId, reason: str) -> int:
-        """Settle every kernel the books place on ``agent_id``; return how many ended now."""
+    async def settle_agent(
+        self, agent_id: AgentId, reason: str, keep: frozenset[str] = frozenset()
+    ) -> int:
+        """Settle every kernel the books place on ``agent_id`` but those in ``keep``.
+
+        Return how many ended now.
+        """
         n = 0
         for kernel_id in await self.kernels.live_kernels_of_agent(agent_id):
+            if kernel_id in keep:
+                continue
             if await self.kernels.settle(kernel_id, reason, {}):
                 n += 1
         if n:
