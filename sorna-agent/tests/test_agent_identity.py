@@ -23,6 +23,7 @@ from sorna.agent.config import AgentSettings
 from sorna.agent.errors import AgentIdInUse
 from sorna.common.config import RedisSettings
 from sorna.common.constants import AGENT_ID_FILE, KERNEL_CONTAINER_PREFIX, LABEL_AGENT_ID
+from sorna.common.errors import ConfigError
 from sorna.common.rpc import RPCClient
 from sorna.common.testing.plugin import require_docker
 
@@ -97,6 +98,13 @@ def test_generated_id_is_kept_in_the_scratch_root(tmp_path: Path) -> None:
     assert AgentSettings(agent_id="edge-1", scratch_root=three).effective_agent_id == "edge-1"
     assert not (three / AGENT_ID_FILE).exists()
     assert os.listdir(one) == [AGENT_ID_FILE]  # no temporary file left behind
+
+
+def test_unusable_scratch_root_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="scratch_root: cannot keep the agent id"):
+        _ = AgentSettings(scratch_root=blocker / "scratch").effective_agent_id
 
 
 async def test_same_configured_id_twice_is_refused(agents) -> None:  # type: ignore[no-untyped-def]

@@ -102,7 +102,14 @@ class AgentSettings:
         Two agents on one host are told apart by their scratch roots; a restarted agent keeps
         its id, so it re-adopts its own kernels and no one else's.
         """
-        return self.agent_id or kept_agent_id(self.scratch_root)
+        if self.agent_id:
+            return self.agent_id
+        try:
+            return kept_agent_id(self.scratch_root)
+        except OSError as e:
+            raise ConfigError(
+                f"scratch_root: cannot keep the agent id in {self.scratch_root}: {e.strerror}"
+            ) from None
 
 
 def kept_agent_id(scratch_root: Path) -> str:
