@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from sorna.common.errors import CodecError
-from sorna.common.ids import AgentId, KernelId
+from sorna.common.ids import AgentId, KernelId, new_boot_id
 from sorna.common.keys import RedisKeys
 from sorna.common.langs import resolve_lang
 from sorna.common.messages import (
@@ -66,7 +66,7 @@ from .files import Scratch
 from .images import ImageInfo, effective_limits
 from .kernel import Kernel
 from .localbackend import LocalBackend
-from .registry import Load, Registry
+from .registry import Load, Registry, claim_agent_id
 from .stats import KernelUsage
 from .storage import OutputStore
 
@@ -82,6 +82,8 @@ class Agent:
     def __init__(self, *, settings: AgentSettings, backend: KernelBackend | None = None) -> None:
         self.settings = settings
         self.agent_id = AgentId(settings.effective_agent_id)
+        #: Names this start of the process; gateways that see it change fail calls in flight.
+        self.boot_id = new_boot_id()
         self._backend_override = backend
         self._backend: KernelBackend | None = None
         self._work_root = settings.scratch_root / "work"
@@ -138,9 +140,10 @@ class Agent:
         s = self.settings
         for folder in (self._work_root, self._ipc_root):
             folder.mkdir(parents=True, exist_ok=True)
+        self._redis = Redis.from_url(s.redis.url)
+        await self._claim_id()  # before the backend touches any kernel labelled with the id
         self._backend = await self._start_backend()
         self._images = await self.backend.images()
-        self._redis = Redis.from_url(s.redis.url)
         if s.s3.endpoint_url:
             self._store = OutputStore(settings=s.s3, url_expiry=s.s3_url_expiry)
             await self._store.start()
@@ -158,10 +161,16 @@ class Agent:
             backend=self.backend.name,
             max_kernels=s.max_kernels,
             interval=s.heartbeat_interval,
+            boot_id=self.boot_id,
         )
         await self._registry.heartbeat(self._load())
         await self._registry.publish(
-            InstanceStarted(agent_id=self.agent_id, addr=self.address, langs=sorted(self._images))
+            InstanceStarted(
+                agent_id=self.agent_id,
+                addr=self.address,
+                langs=sorted(self._images),
+                boot_id=self.boot_id,
+            )
         )
         self._spawn(self._every(s.heartbeat_interval, self._heartbeat))
         self._spawn(self._every(s.stats_interval, self._publish_stats))
@@ -175,6 +184,22 @@ class Agent:
             ",".join(sorted(self._images)) or "none",
             len(self._kernels),
         )
+
+    async def _claim_id(self) -> None:
+        assert self._redis is not None
+        try:
+            await claim_agent_id(
+                redis=self._redis,
+                keys=RedisKeys(self.settings.redis.namespace),
+                agent_id=self.agent_id,
+                boot_id=self.boot_id,
+                interval=self.settings.heartbeat_interval,
+            )
+        except BaseException:
+            self._closed = True  # nothing else was started; close() has nothing to do
+            redis, self._redis = self._redis, None
+            await redis.aclose()
+            raise
 
     async def _start_backend(self) -> KernelBackend:
         choice = self.settings.backend
@@ -231,6 +256,7 @@ class Agent:
         if self._server is not None:
             await self._server.close()
         keep = self.settings.keep_kernels_on_shutdown and isinstance(self._backend, DockerBackend)
+        kept = self.kernel_ids if keep else []
         for kernel in list(self._kernels.values()):
             if keep:
                 self._kernels.pop(kernel.spec.kernel_id, None)
@@ -238,7 +264,7 @@ class Agent:
             else:
                 await self._terminate(kernel, TerminationReason.AGENT_TERMINATED)
         if self._registry is not None:
-            await self._registry.publish(InstanceTerminated(agent_id=self.agent_id))
+            await self._registry.publish(InstanceTerminated(agent_id=self.agent_id, kept=kept))
             if not keep:
                 with contextlib.suppress(Exception):
                     await self._registry.heartbeat(self._load(), AgentStatus.TERMINATED)
@@ -277,6 +303,7 @@ class Agent:
             used_mem_slots=sum(k.spec.limits.mem_kib for k in self._kernels.values()) >> 10,
             used_cpu_slots=self._cores.used,
             langs=tuple(sorted(self._images)),
+            kernels=tuple(self._kernels),
         )
 
     async def _heartbeat(self) -> None:
@@ -285,7 +312,10 @@ class Agent:
         await self._registry.heartbeat(self._load())
         await self._registry.publish(
             InstanceHeartbeat(
-                agent_id=self.agent_id, num_kernels=len(self._kernels), kernels=self.kernel_ids
+                agent_id=self.agent_id,
+                num_kernels=len(self._kernels),
+                kernels=self.kernel_ids,
+                boot_id=self.boot_id,
             )
         )
 

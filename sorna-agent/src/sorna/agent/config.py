@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import re
+import secrets
 import socket
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -14,10 +19,18 @@ from sorna.common.config import (
     section,
     setting,
 )
-from sorna.common.constants import AGENT_RPC_PORT, HEARTBEAT_INTERVAL, KERNEL_STATS_INTERVAL
+from sorna.common.constants import (
+    AGENT_ID_FILE,
+    AGENT_RPC_PORT,
+    HEARTBEAT_INTERVAL,
+    KERNEL_STATS_INTERVAL,
+)
 from sorna.common.errors import ConfigError
 
 Backend = Literal["docker", "local", "auto"]
+
+#: What an agent id may be made of: it names Redis keys and container labels.
+AGENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,7 +56,10 @@ class CapsSettings:
 class AgentSettings:
     """Everything a ``sorna-agent`` process is told."""
 
-    agent_id: str = setting("", "agent id (empty: the host name)")
+    agent_id: str = setting(
+        "",
+        f"agent id (empty: <hostname>-<8 hex>, made once, kept in scratch_root/{AGENT_ID_FILE})",
+    )
     region: str = setting("local", "region reported in the registry")
     rpc_host: str = setting("*", "interface the RPC socket binds")
     rpc_port: int = setting(AGENT_RPC_PORT, "RPC port (0: any free port)")
@@ -74,8 +90,63 @@ class AgentSettings:
             raise ConfigError("idle_timeout: must not be negative")
         if self.max_kernels < 1:
             raise ConfigError("max_kernels: must be at least 1")
+        if self.agent_id and not AGENT_ID_RE.fullmatch(self.agent_id):
+            raise ConfigError(
+                f"agent_id: {self.agent_id!r} is not 1-128 characters of [A-Za-z0-9._-]"
+            )
 
     @property
     def effective_agent_id(self) -> str:
-        """The configured agent id, else the host name."""
-        return self.agent_id or socket.gethostname()
+        """The configured agent id, else the one kept in the scratch root (made on first use).
+
+        Two agents on one host are told apart by their scratch roots; a restarted agent keeps
+        its id, so it re-adopts its own kernels and no one else's.
+        """
+        if self.agent_id:
+            return self.agent_id
+        try:
+            return kept_agent_id(self.scratch_root)
+        except OSError as e:
+            raise ConfigError(
+                f"scratch_root: cannot keep the agent id in {self.scratch_root}: {e.strerror}"
+            ) from None
+
+
+def kept_agent_id(scratch_root: Path) -> str:
+    """Read the agent id kept in ``scratch_root``, generating ``<hostname>-<8 hex>`` once.
+
+    The file is written whole under a temporary name and linked into place, so concurrent
+    first starts agree on one id and a crash never leaves a half-written file.
+    """
+    path = scratch_root / AGENT_ID_FILE
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _read_agent_id(path)
+    except FileNotFoundError:
+        pass
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname().split(".")[0])[:100] or "agent"
+    fresh = f"{host}-{secrets.token_hex(4)}"
+    fd, tmp = tempfile.mkstemp(prefix=f".{AGENT_ID_FILE}.", dir=scratch_root)
+    try:
+        os.fchmod(fd, 0o644)
+        os.write(fd, f"{fresh}\n".encode())
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        with contextlib.suppress(FileExistsError):  # another process won the race: use its id
+            os.link(tmp, path)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        os.unlink(tmp)
+    return _read_agent_id(path)
+
+
+def _read_agent_id(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(4096)
+    text = raw.decode("ascii", "replace").strip()
+    if not AGENT_ID_RE.fullmatch(text):
+        raise ConfigError(f"{path}: does not hold an agent id (remove it to make a new one)")
+    return text

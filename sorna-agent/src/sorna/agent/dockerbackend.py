@@ -272,7 +272,12 @@ class DockerBackend(KernelBackend):
         adopt: list[KernelSpec] = []
         leftovers: list[str] = []
         for container in await self.docker.containers.list(all=True, filters=filters):
-            info = await container.show()
+            try:
+                info = await container.show()
+            except DockerError:
+                continue  # removed meanwhile
+            if not self._ours(info):
+                continue  # never another agent's kernel, whatever the filter matched
             name = info["Name"].lstrip("/")
             spec = self._spec_from(info)
             if spec is None or not info["State"].get("Running"):
@@ -280,6 +285,11 @@ class DockerBackend(KernelBackend):
             else:
                 adopt.append(spec)
         return adopt, leftovers
+
+    def _ours(self, info: dict[str, Any]) -> bool:
+        """Whether a container (its ``show()``) is labelled with this agent's id."""
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        return bool(labels.get(LABEL_AGENT_ID) == self._agent_id)
 
     def _spec_from(self, info: dict[str, Any]) -> KernelSpec | None:
         labels = info["Config"].get("Labels") or {}
@@ -311,7 +321,11 @@ class DockerBackend(KernelBackend):
 
     async def remove_leftover(self, ref: str) -> None:
         try:
-            await self.docker.containers.container(ref).delete(force=True, v=True)
+            container = self.docker.containers.container(ref)
+            if not self._ours(await container.show()):
+                log.warning("not removing container %s: it is not this agent's", ref)
+                return
+            await container.delete(force=True, v=True)
         except DockerError as e:
             if e.status != 404:
                 log.warning("removing leftover container %s failed: %s", ref, e)
@@ -355,8 +369,8 @@ class DockerBackend(KernelBackend):
         actor = event.get("Actor") or {}
         attrs = actor.get("Attributes") or {}
         kernel_id = attrs.get(LABEL_KERNEL_ID)
-        if not kernel_id:
-            return
+        if not kernel_id or attrs.get(LABEL_AGENT_ID) != self._agent_id:
+            return  # another agent's container (the stream is filtered; this makes it sure)
         action = event.get("Action") or event.get("status")
         usage = await asyncio.to_thread(read_cgroup, actor.get("ID", ""))
         if usage is not None:  # the cgroup outlives the "oom" event, and "die" now and then

@@ -1,19 +1,28 @@
-"""The agent's entry in the Redis registry and its events (PROTOCOLS.md section 2)."""
+"""The agent's entry in the Redis registry and its events (PROTOCOLS.md section 2).
+
+Each start of an agent process has its own boot id, written in the agent hash with every
+heartbeat, next to the kernels it runs: a gateway that sees the boot id change knows that the
+process its calls went to is gone, at once, without waiting for the alive key to expire.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
 from sorna.common.events import EventPublisher
-from sorna.common.ids import AgentId
+from sorna.common.ids import AgentId, KernelId
 from sorna.common.keys import RedisKeys
 from sorna.common.types import AgentStatus
 from sorna.common.wire import WireMessage
+
+from .errors import AgentIdInUse
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +37,7 @@ class Load:
     used_mem_slots: int
     used_cpu_slots: int
     langs: tuple[str, ...]
+    kernels: tuple[KernelId, ...] = field(default_factory=tuple)
 
 
 class Registry:
@@ -44,6 +54,7 @@ class Registry:
         backend: str,
         max_kernels: int,
         interval: float,
+        boot_id: str,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -52,6 +63,8 @@ class Registry:
         self._region = region
         self._backend = backend
         self._max_kernels = max_kernels
+        self._boot_id = boot_id
+        self._interval = interval
         self._ttl_ms = max(1, math.ceil(3 * interval * 1000))
         self._started_at = time.time()
         self._events = EventPublisher(redis=redis, keys=keys)
@@ -71,6 +84,9 @@ class Registry:
             "used_mem_slots": load.used_mem_slots,
             "used_cpu_slots": load.used_cpu_slots,
             "langs": ",".join(load.langs),
+            "kernels": ",".join(load.kernels),
+            "boot_id": self._boot_id,
+            "heartbeat_interval": self._interval,
             "started_at": self._started_at,
             "last_heartbeat": now,
             "status": str(status),
@@ -88,3 +104,73 @@ class Registry:
             await self._events.publish(event)
         except Exception as e:
             log.warning("publishing %s failed: %s", type(event).__name__, e)
+
+
+async def claim_agent_id(
+    *, redis: Redis, keys: RedisKeys, agent_id: AgentId, boot_id: str, interval: float
+) -> None:
+    """Make sure no other live process holds ``agent_id``; raise AgentIdInUse if one does.
+
+    A previous process of this agent that died leaves its hash and a live alive key for up to
+    three heartbeats. It is told from a live twin first by its RPC address (nothing listening
+    there: it is gone), else by watching its heartbeats for two of its intervals.
+    """
+    hash_key = keys.agent(agent_id)
+    alive_key = keys.agent_alive(agent_id)
+
+    async def other() -> dict[str, str] | None:
+        fields = await redis.hgetall(hash_key)
+        if not await redis.exists(alive_key):
+            return None
+        got = {_s(k): _s(v) for k, v in fields.items()}
+        if got.get("status") != AgentStatus.ALIVE or got.get("boot_id", "") == boot_id:
+            return None
+        return got
+
+    first = await other()
+    if first is None or not await _listening(first.get("addr", "")):
+        return
+    try:
+        theirs = float(first.get("heartbeat_interval") or interval)
+    except ValueError:
+        theirs = interval
+    theirs = min(max(theirs, 0.1), 60.0)
+    deadline = time.monotonic() + 2 * theirs
+    while time.monotonic() < deadline:
+        await asyncio.sleep(min(0.1, theirs / 4))
+        now = await other()
+        if now is None:
+            return
+        if (now.get("boot_id"), now.get("last_heartbeat")) != (
+            first.get("boot_id"),
+            first.get("last_heartbeat"),
+        ):
+            raise AgentIdInUse(
+                f"agent id {agent_id!r} is in use by a live agent at {now.get('addr', '?')}"
+                " (it is still heartbeating): give this agent another agent_id, or leave"
+                " agent_id empty and give it its own scratch_root"
+            )
+    log.info(
+        "agent %s: taking over from a previous process (boot %s) that stopped heartbeating",
+        agent_id,
+        first.get("boot_id", "?"),
+    )
+
+
+async def _listening(addr: str) -> bool:
+    """Whether something accepts TCP connections at an RPC address ``tcp://host:port``."""
+    host, _, port = addr.removeprefix("tcp://").rpartition(":")
+    if not host or not port.isdigit():
+        return False
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), 2)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

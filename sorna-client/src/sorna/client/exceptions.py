@@ -17,7 +17,8 @@
           +-- PayloadTooLarge        413 payload-too-large
           +-- RateLimitExceeded      429 rate-limit-exceeded
           +-- ServerError            500 kernel-creation-failed, kernel-execution-failed, ...
-          +-- ServiceUnavailable     503 service-unavailable, instance-not-available
+          +-- ServiceUnavailable     503 service-unavailable, instance-not-available,
+                                     agent-restarted
 
 A user program that raises or times out is not an error here: its result says so.
 """
@@ -130,6 +131,7 @@ _BY_TYPE: Final[Mapping[str, type[SornaAPIError]]] = MappingProxyType(
         "rate-limit-exceeded": RateLimitExceeded,
         "service-unavailable": ServiceUnavailable,
         "instance-not-available": ServiceUnavailable,
+        "agent-restarted": ServiceUnavailable,
     }
 )
 

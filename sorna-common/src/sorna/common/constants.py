@@ -52,6 +52,8 @@ LABEL_AGENT_ID: Final = "io.sorna.agent.id"
 KERNEL_IPC_DIR: Final = "/home/sorna/ipc"
 #: uid/gid of the kernel images' ``work`` user, owner of ``/home/work``.
 KERNEL_WORK_UID: Final = 1000
+#: Agent: the file in its scratch root keeping the agent id it generated on its first start.
+AGENT_ID_FILE: Final = "agent-id"
 #: Agent: interval of ``kernel_stats`` events (seconds).
 KERNEL_STATS_INTERVAL: Final = 5.0
 

@@ -8,6 +8,7 @@
     ├── RPCError                 anything that went wrong with a remote call
     │   ├── RPCTimeout           no reply before the call's deadline
     │   ├── RPCClosed            the client was closed while the call was pending
+    │   │   └── RPCPeerRestarted the peer's process was replaced while the call was pending
     │   └── RemoteError          the peer answered with an error (``type`` preserved)
     │       └── MethodNotFound   the peer has no such method
     └── EventStreamError         the Redis event stream misbehaved
@@ -42,6 +43,10 @@ class RPCTimeout(RPCError):
 
 class RPCClosed(RPCError):
     """The RPC client was closed while a call was pending."""
+
+
+class RPCPeerRestarted(RPCClosed):
+    """The peer was restarted (a new process) while the call was pending: no reply will come."""
 
 
 class RemoteError(RPCError):

@@ -25,3 +25,8 @@ def new_run_id() -> RunId:
 def new_agent_id() -> AgentId:
     """Return a fresh agent id (``i-`` and 12 hex characters)."""
     return AgentId("i-" + secrets.token_hex(6))
+
+
+def new_boot_id() -> str:
+    """Return a fresh boot id, naming one start of an agent process (32 hex characters)."""
+    return uuid.uuid4().hex

@@ -30,6 +30,10 @@ class RedisKeys:
         """String set by a gateway when the agent's alive key expired, until it is taken back."""
         return f"{self.namespace}:agent:{agent_id}:lost"
 
+    def agent_settled_boot(self, agent_id: AgentId) -> str:
+        """String: the agent boot id whose predecessors' kernels a gateway has settled."""
+        return f"{self.namespace}:agent:{agent_id}:settled-boot"
+
     def agent_reserved(self, agent_id: AgentId) -> str:
         """Counter of kernel slots gateways have reserved on the agent (scheduling)."""
         return f"{self.namespace}:agent:{agent_id}:reserved"

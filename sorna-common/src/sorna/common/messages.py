@@ -175,6 +175,7 @@ class InstanceStarted(WireMessage):
     agent_id: AgentId
     addr: str
     langs: list[str] = field(default_factory=list)
+    boot_id: str = ""  # new on every start of the agent process (empty from an old agent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +183,14 @@ class InstanceHeartbeat(WireMessage):
     agent_id: AgentId
     num_kernels: int = 0
     kernels: list[KernelId] = field(default_factory=list)
+    boot_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class InstanceTerminated(WireMessage):
     agent_id: AgentId
     reason: str = "shutdown"
+    kept: list[KernelId] = field(default_factory=list)  # left running for the next start
 
 
 @dataclass(frozen=True, slots=True)

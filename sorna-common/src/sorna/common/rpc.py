@@ -5,7 +5,8 @@ The agent runs an :class:`RPCServer` (a bound ROUTER socket). A caller keeps one
 are matched to calls by id, not by order. :class:`RPCClientPool` keeps one client per address.
 
 A failed call raises an ``RPCError`` of ``sorna.common.errors``: ``RPCTimeout`` (leaving no
-pending entry), ``RPCClosed``, or ``RemoteError`` carrying the wire ``error.type``
+pending entry), ``RPCClosed`` (``RPCPeerRestarted`` when the caller learnt that the server's
+process was replaced), or ``RemoteError`` carrying the wire ``error.type``
 (``MethodNotFound`` for an unknown method); an unencodable request raises ``CodecError``.
 
 The sockets are plain pyzmq sockets (on the caller's ``zmq.asyncio.Context`` if given) driven by
@@ -462,14 +463,17 @@ class RPCClient(_Closing):
         else:
             future.set_result(reply.get("result"))
 
-    async def close(self) -> None:
-        """Fail pending calls with RPCClosed and close the socket. Safe to call twice."""
+    async def close(self, error: RPCClosed | None = None) -> None:
+        """Fail pending calls with ``error`` (default RPCClosed) and close the socket.
+
+        Safe to call twice.
+        """
         if self._closed:
             return
         self._closed = True
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(RPCClosed(f"RPC client for {self._address} closed"))
+                future.set_exception(error or RPCClosed(f"RPC client for {self._address} closed"))
         self._io.close()
         if self._owns_context:
             self._context.term()
@@ -518,11 +522,19 @@ class RPCClientPool(_Closing):
         """Call ``method`` on the server at ``address``; see :meth:`RPCClient.call`."""
         return await self.get(address).call(method, params, timeout=timeout)
 
-    async def discard(self, address: str) -> None:
-        """Close and forget the client for ``address`` (e.g. when its agent is lost)."""
+    async def discard(self, address: str, error: RPCClosed | None = None) -> int:
+        """Close and forget the client for ``address`` (e.g. when its agent is lost).
+
+        Its pending calls fail at once with ``error`` (default RPCClosed), e.g.
+        RPCPeerRestarted when the server's process was replaced: the replies will never come.
+        Return how many calls were pending.
+        """
         client = self._clients.pop(address, None)
-        if client is not None:
-            await client.close()
+        if client is None:
+            return 0
+        pending = client.pending
+        await client.close(error)
+        return pending
 
     async def close(self) -> None:
         """Close every client (failing their pending calls) and the pool's own context."""

@@ -35,6 +35,7 @@ class TerminationReason(StrEnum):
     AGENT_LOST = "agent-lost"
     AGENT_RESET = "agent-reset"
     AGENT_TERMINATED = "agent-terminated"
+    AGENT_RESTARTED = "agent-restarted"
     CREATION_FAILED = "creation-failed"
 
 

@@ -19,6 +19,7 @@
         │   └── KernelExecutionFailed
         └── ServiceUnavailable       grace period, PostgreSQL or Redis unreachable
             └── InstanceNotAvailable no agent with room, or the kernel's agent is lost
+                └── AgentRestarted   the kernel's agent restarted while the call was pending
 
 ``sorna.manager`` knows nothing of HTTP; ``sorna.gateway.problems`` holds the status table.
 """
@@ -115,3 +116,8 @@ class ServiceUnavailable(ManagerError):
 class InstanceNotAvailable(ServiceUnavailable):
     problem = "instance-not-available"
     title = "No agent instance is available."
+
+
+class AgentRestarted(InstanceNotAvailable):
+    problem = "agent-restarted"
+    title = "The kernel's agent restarted; the request in flight was lost."

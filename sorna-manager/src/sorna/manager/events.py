@@ -10,7 +10,12 @@ from redis.asyncio.client import Pipeline
 
 from sorna.common.events import Event, EventConsumer, EventHandler
 from sorna.common.ids import KernelId
-from sorna.common.messages import InstanceTerminated, KernelStats, KernelTerminated
+from sorna.common.messages import (
+    InstanceStarted,
+    InstanceTerminated,
+    KernelStats,
+    KernelTerminated,
+)
 from sorna.common.types import EventName, TerminationReason
 from sorna.manager.kernels import KernelManager
 from sorna.manager.liveness import LivenessChecker
@@ -38,6 +43,7 @@ class EventHandlers:
             EventName.KERNEL_TERMINATED: self.kernel_terminated,
             EventName.KERNEL_STATS: self.kernel_stats,
             EventName.INSTANCE_TERMINATED: self.instance_terminated,
+            EventName.INSTANCE_STARTED: self.instance_started,
         }
 
     async def kernel_terminated(self, event: Event, tx: Pipeline) -> None:
@@ -64,11 +70,25 @@ class EventHandlers:
             if fields:
                 self.kernels.registry.set_kernel_fields_in(tx, KernelId(kernel_id), **fields)
 
+    async def instance_started(self, event: Event, tx: Pipeline) -> None:
+        # Only one gateway gets the event; the others see the new boot id in their sweeps.
+        body = event.body
+        assert isinstance(body, InstanceStarted)
+        if body.boot_id:
+            await self.liveness.check_agent(body.agent_id)
+
     async def instance_terminated(self, event: Event, tx: Pipeline) -> None:
         body = event.body
         assert isinstance(body, InstanceTerminated)
-        log.info("agent %s terminated (%s)", body.agent_id, body.reason)
-        await self.liveness.settle_agent(body.agent_id, TerminationReason.AGENT_TERMINATED)
+        log.info(
+            "agent %s terminated (%s), %d kernel(s) left running",
+            body.agent_id,
+            body.reason,
+            len(body.kept),
+        )
+        await self.liveness.settle_agent(
+            body.agent_id, TerminationReason.AGENT_TERMINATED, keep=frozenset(body.kept)
+        )
 
 
 async def consume(consumer: EventConsumer) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from redis.asyncio.client import Pipeline
 
-from sorna.common.errors import RemoteError, RPCClosed, RPCError, RPCTimeout
+from sorna.common.errors import RemoteError, RPCClosed, RPCError, RPCPeerRestarted, RPCTimeout
 from sorna.common.ids import AccessKey, AgentId, KernelId, RunId, new_kernel_id, new_run_id
 from sorna.common.langs import resolve_lang
 from sorna.common.messages import KernelLimits
@@ -28,6 +28,7 @@ from sorna.common.types import ExecMode, KernelStatus, RunStatus, TerminationRea
 from sorna.manager.config import ManagerSettings
 from sorna.manager.errors import (
     AgentFailure,
+    AgentRestarted,
     InstanceNotAvailable,
     InvalidAPIParams,
     KernelCreationFailed,
@@ -351,6 +352,9 @@ class KernelManager:
     ) -> Any:
         try:
             return await self.rpc.call(addr, method, params, timeout=timeout)
+        except RPCPeerRestarted as e:
+            lost = f"; kernel {kernel} was lost unless the agent kept it" if kernel else ""
+            raise AgentRestarted(f"{e}{lost}") from e
         except (RPCTimeout, RPCClosed) as e:
             raise InstanceNotAvailable(f"the kernel's agent did not answer: {e}") from e
         except RemoteError as e:
@@ -618,6 +622,16 @@ class KernelManager:
             "SELECT id FROM kernels WHERE agent_id = $1 AND terminated_at IS NULL", agent_id
         )
         return [KernelId(str(r["id"])) for r in rows]
+
+    async def live_kernels_of_agent_since(
+        self, agent_id: AgentId
+    ) -> list[tuple[KernelId, datetime.datetime]]:
+        """The live kernels the books place on ``agent_id``, with their creation times."""
+        rows = await self.pool.fetch(
+            "SELECT id, created_at FROM kernels WHERE agent_id = $1 AND terminated_at IS NULL",
+            agent_id,
+        )
+        return [(KernelId(str(r["id"])), r["created_at"]) for r in rows]
 
     async def live_kernels(self) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(

@@ -100,6 +100,15 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], un
 return 0
 """
 
+# KEYS[1]: an agent's settled-boot key; ARGV[1]: the boot id it reports now.
+# Record it; return the boot id recorded before ('' if none), or false if it was this one.
+_ADVANCE_BOOT: Final = """
+local old = redis.call('GET', KEYS[1])
+if old == ARGV[1] then return false end
+redis.call('SET', KEYS[1], ARGV[1])
+return old or ''
+"""
+
 # KEYS[1]: a kernel hash; ARGV: now (ms), queries to add. Touch and return it, in one trip.
 _TOUCH: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
@@ -123,6 +132,16 @@ class AgentInfo:
     lost: bool
     reserved: int
 
+    @property
+    def boot_id(self) -> str:
+        """The boot id of the agent's process ('' from an agent that does not report one)."""
+        return self.fields.get("boot_id", "")
+
+    @property
+    def kernel_ids(self) -> frozenset[str]:
+        """The kernels the agent's last heartbeat listed."""
+        return frozenset(k for k in self.fields.get("kernels", "").split(",") if k)
+
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.fields)
         out.update(id=self.agent_id, alive=self.alive, lost=self.lost, reserved=self.reserved)
@@ -143,6 +162,7 @@ class Registry:
         self._release = redis.register_script(_RELEASE)
         self._delete_if = redis.register_script(_DELETE_IF)
         self._touch = redis.register_script(_TOUCH)
+        self._advance_boot = redis.register_script(_ADVANCE_BOOT)
         probe = AgentId("x")
         self._agent_prefix = keys.agent(AgentId(""))
         base = keys.agent(probe)
@@ -255,6 +275,17 @@ class Registry:
     async def mark_lost(self, agent_id: AgentId) -> bool:
         """Set the lost marker; return True for the one gateway that set it."""
         return bool(await self.redis.set(self.keys.agent_lost(agent_id), b"1", nx=True))
+
+    async def advance_boot(self, agent_id: AgentId, boot_id: str) -> str | None:
+        """Record that ``agent_id`` now runs as ``boot_id``.
+
+        Return the boot id recorded before ('' if none) to the one gateway that recorded the
+        change, None to every other (and when nothing changed).
+        """
+        old = await self._advance_boot(
+            keys=[self.keys.agent_settled_boot(agent_id)], args=[boot_id]
+        )
+        return None if old is None else _s(old)
 
     async def take_back(self, agent_id: AgentId) -> bool:
         """Clear the lost marker and the reservations; True for the gateway that cleared it."""

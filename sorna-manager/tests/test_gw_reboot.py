@@ -1,0 +1,235 @@
+"""An agent killed and restarted faster than its alive key expires: the runs in flight fail at
+once with ``agent-restarted``, and the kernels the old process ran are settled."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from sorna.agent.agent import Agent
+from sorna.agent.config import AgentSettings
+from sorna.common.config import RedisSettings
+from sorna.common.keys import RedisKeys
+from sorna.common.servers import free_port
+from sorna.common.testing.plugin import require_docker
+from sorna.gateway import keys as K
+from sorna.gateway.testing import Gateway
+from sorna.manager.config import ManagerSettings
+
+PROB = "https://api.sorna.io/probs/"
+#: Far above the test's own waits: only the boot id path can answer in time.
+RPC_TIMEOUT = 120.0
+
+Spawn = Callable[[], "subprocess.Popen[bytes]"]
+
+
+def _end_orphans(root: Path) -> None:
+    """End kernel processes a SIGKILLed agent left running in ``root`` and their sockets."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(root)):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for folder in Path(tempfile.gettempdir()).glob("sorna-local-*"):
+        try:
+            if str(root) in (folder / "policy.json").read_text():
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+@pytest.fixture
+def agent_id() -> str:
+    return f"gw-reboot-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def spawn_agent(redis_url: str, scratch_root: Path, agent_id: str) -> Iterator[Spawn]:
+    """Start agent processes that share one id, address and scratch root."""
+    procs: list[subprocess.Popen[bytes]] = []
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SORNA_")},
+        "SORNA_AGENT_ID": agent_id,
+        "SORNA_RPC_HOST": "127.0.0.1",
+        "SORNA_RPC_PORT": str(free_port()),
+        "SORNA_BACKEND": "local",
+        "SORNA_SCRATCH_ROOT": str(scratch_root),
+        # Alive for 3 x 3 s after the last heartbeat: a restart is seen by its boot id, not as
+        # a lost agent. The run never reports `continued`: its one RPC stays in flight.
+        "SORNA_HEARTBEAT_INTERVAL": "3",
+        "SORNA_FLUSH_INTERVAL": "600",
+        "SORNA_REDIS_URL": redis_url,
+        "SORNA_LOGGING_LEVEL": "WARNING",
+    }
+
+    def spawn() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sorna.agent.cli"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        return proc
+
+    try:
+        yield spawn
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        _end_orphans(scratch_root)
+
+
+async def _until(cond: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    async with asyncio.timeout(within):
+        while not await cond():  # noqa: ASYNC110 - polling state outside this process
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_restarted_agent_fails_runs_in_flight_at_once(  # type: ignore[no-untyped-def]
+    start_gateway, settings: ManagerSettings, spawn_agent, agent_id: str, redis: Redis, scratch_root
+) -> None:
+    timings = dataclasses.replace(
+        settings.timings, rpc_timeout_s=RPC_TIMEOUT, execute_timeout_s=RPC_TIMEOUT
+    )
+    gw: Gateway = await start_gateway(dataclasses.replace(settings, timings=timings))
+    other: Gateway = await start_gateway(dataclasses.replace(settings, timings=timings))
+    keys = RedisKeys()
+
+    async def boot() -> str:
+        raw = await redis.hget(keys.agent(agent_id), "boot_id")  # type: ignore[arg-type]
+        return raw.decode() if raw else ""
+
+    first = spawn_agent()
+    await _until(boot)
+    old_boot = await boot()
+    kp = await gw.keypair()
+    # One kernel per gateway, each with a run in flight: each gateway fails its own calls.
+    apis = (gw.admin.with_keypair(kp), other.admin.with_keypair(kp))
+    kids: list[str] = []
+    for i, api in enumerate(apis):
+        status, body = await api.json(
+            "POST", "/v2/kernel/create", {"lang": "python3", "clientSessionToken": f"reboot-{i}"}
+        )
+        assert status == 201, body
+        kids.append(body["kernelId"])
+    code = "open('started', 'w').close()\nimport time\ntime.sleep(60)"
+    in_flight = [
+        asyncio.create_task(api.json("POST", f"/v2/kernel/{kid}", {"code": code}))
+        for api, kid in zip(apis, kids, strict=True)
+    ]
+    markers = [scratch_root / "work" / kid / "started" for kid in kids]
+    await _until(lambda: asyncio.sleep(0, all(m.exists() for m in markers)))
+
+    first.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(first.wait)
+    spawn_agent()  # same id, same address, at once
+
+    # Only the boot id path answers within this: the RPC timeout is 120 s, and the old
+    # process's alive key lives 9 s after its last heartbeat (then it would be "lost").
+    async with asyncio.timeout(60):
+        answers = await asyncio.gather(*in_flight)
+    for status, problem in answers:
+        assert (status, problem["type"]) == (503, PROB + "agent-restarted"), problem
+        assert agent_id in problem["detail"]
+    new_boot = await boot()
+    assert new_boot and new_boot != old_boot
+    assert not await redis.exists(keys.agent_lost(agent_id))  # type: ignore[arg-type]
+
+    async def settled() -> bool:
+        row = await gw.app[K.KEYPAIRS].update(kp.access_key)
+        return row is not None and row.concurrency_used == 0
+
+    await _until(settled)
+    api = apis[0]
+    for kid in kids:
+        row = await gw.app[K.DB].fetchrow(  # type: ignore[attr-defined]
+            "SELECT status, termination_reason FROM kernels WHERE id = $1::uuid", kid
+        )
+        assert (row["status"], row["termination_reason"]) == ("terminated", "agent-restarted")
+        assert (await api.json("GET", f"/v2/kernel/{kid}"))[0] == 404
+        assert not await redis.exists(keys.kernel(kid))  # type: ignore[arg-type]
+
+    # The new process serves new kernels.
+    status, body = await api.json(
+        "POST", "/v2/kernel/create", {"lang": "python3", "clientSessionToken": "after"}
+    )
+    assert status == 201, body
+    status, r = await api.json("POST", f"/v2/kernel/{body['kernelId']}", {"code": "print(3)"})
+    assert status == 200 and r["result"]["console"] == [["stdout", "3\n"]], r
+
+
+@pytest.mark.docker
+async def test_kernels_kept_by_a_restarted_agent_stay(  # type: ignore[no-untyped-def]
+    gateway: Gateway, redis_url: str, scratch_root: Path, redis: Redis
+) -> None:
+    require_docker()
+    settings = AgentSettings(
+        agent_id=f"gw-keep-{uuid.uuid4().hex[:8]}",
+        rpc_host="127.0.0.1",
+        rpc_port=free_port(),
+        backend="docker",
+        scratch_root=scratch_root / "keep",
+        flush_interval=0.5,
+        heartbeat_interval=0.5,
+        keep_kernels_on_shutdown=True,
+        redis=RedisSettings(url=redis_url),
+    )
+    keys = RedisKeys()
+    agent = Agent(settings=settings)
+    await agent.start()
+    try:
+        api = await gateway.api()
+        status, body = await api.json(
+            "POST", "/v2/kernel/create", {"lang": "python3", "clientSessionToken": "kept"}
+        )
+        assert status == 201, body
+        kid = body["kernelId"]
+        assert (await api.json("POST", f"/v2/kernel/{kid}", {"code": "x = 41"}))[0] == 200
+        await agent.close()  # its container keeps running
+        agent = Agent(settings=settings)
+        await agent.start()
+        assert agent.kernel_ids == [kid]
+        boot = agent.boot_id
+
+        async def recorded() -> bool:
+            got = await redis.get(keys.agent_settled_boot(settings.agent_id))  # type: ignore[arg-type]
+            return got is not None and got.decode() == boot
+
+        await _until(recorded)  # the gateway has seen the new boot and settled what was lost
+        status, r = await api.json("POST", f"/v2/kernel/{kid}", {"code": "print(x + 1)"})
+        assert status == 200 and r["result"]["console"] == [["stdout", "42\n"]], r
+        assert (await api.json("GET", f"/v2/kernel/{kid}"))[0] == 200
+        row = await gateway.app[K.KEYPAIRS].update(api.keypair.access_key)
+        assert row is not None and row.concurrency_used == 1
+        assert (await api.json("DELETE", f"/v2/kernel/{kid}"))[0] == 200
+    finally:
+        # Nothing left behind: the last agent destroys its kernels.
+        agent.settings = dataclasses.replace(settings, keep_kernels_on_shutdown=False)
+        await agent.close()
