@@ -10,7 +10,8 @@
         ├── KernelExecutionFailed   the kernel's daemon misbehaved
         ├── InstanceFull            max_kernels or free cores exhausted
         ├── InvalidApiParams        malformed params, a path outside /home/work
-        └── PayloadTooLarge         an upload over the size cap
+        ├── PayloadTooLarge         an upload over the size cap
+        └── LocalSandboxUnavailable the local backend cannot sandbox kernels on this host
 """
 
 from __future__ import annotations
@@ -48,3 +49,7 @@ class InvalidApiParams(AgentError):
 
 class PayloadTooLarge(AgentError):
     """An upload is over the size cap."""
+
+
+class LocalSandboxUnavailable(AgentError):
+    """The host cannot sandbox local kernels, and running them unsafe was not allowed."""
