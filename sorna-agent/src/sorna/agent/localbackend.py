@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 #: How often a local kernel's process is checked for life.
 WATCH_INTERVAL = 0.25
+#: How long destroy waits for a kernel's processes to be gone after killing them.
+GONE_TIMEOUT = 5.0
+GONE_POLL = 0.02
 #: What the warning of an unsandboxed backend says (the terminal shows it too).
 UNSAFE_WARNING = (
     "local backend WITHOUT a sandbox (unsafe_local_backend): kernels run as child processes "
@@ -267,7 +270,14 @@ class LocalBackend(KernelBackend):
             kernel.watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await kernel.watcher
+        tree = descendants(kernel.root_pid) if kernel.root_pid > 0 else []
         await kernel.stack.aclose()
+        # The sandbox's processes die with its init, asynchronously: destroy returns once
+        # they are gone, so that nothing of the kernel outlives it.
+        for _ in range(int(GONE_TIMEOUT / GONE_POLL)):
+            if not any(_alive(pid) for pid in tree):
+                break
+            await asyncio.sleep(GONE_POLL)
 
     async def usage(self, kernel_id: KernelId) -> KernelUsage | None:
         kernel = self._kernels.get(kernel_id)
