@@ -283,9 +283,11 @@ class Supervisor:
     async def _check_local_sandbox(self, env: dict[str, str]) -> None:
         """Refuse an unsandboxed local backend unless asked for; say so loudly if asked."""
         from sorna.agent.localbackend import UNSAFE_WARNING
-        from sorna.agent.sandbox import local_sandbox_problem
+        from sorna.agent.sandbox import DEFAULT_BWRAP, local_sandbox_problem
 
-        problem = await asyncio.to_thread(local_sandbox_problem)
+        # The agent's own setting (it inherits this environment), so both judge alike.
+        bwrap = Path(env.get("SORNA_BWRAP_PATH") or DEFAULT_BWRAP)
+        problem = await asyncio.to_thread(local_sandbox_problem, bwrap)
         if problem is None:
             return
         if not self.settings.unsafe_local_backend:
