@@ -144,7 +144,7 @@ class LocalBackend(KernelBackend):
         if not self._sandbox:
             log.warning("%s (%s)", UNSAFE_WARNING, problem)
         self._state_root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self._state_root, 0o711)
+        os.chmod(self._state_root, 0o700)
         await asyncio.to_thread(self._end_orphans, str(self._ipc_root) + "/")
         self._on_exit = on_exit
 
@@ -331,10 +331,10 @@ class LocalBackend(KernelBackend):
 
 
 def _fresh_dir(path: Path) -> None:
-    """An empty state folder only the agent can write (readable: bwrap binds from it)."""
+    """An empty state folder of the agent's alone (bwrap, run by the agent, binds from it)."""
     shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(mode=0o755)
-    os.chmod(path, 0o755)
+    path.mkdir(mode=0o700)
+    os.chmod(path, 0o700)
 
 
 def _cmdline(pid: int) -> bytes:

@@ -232,19 +232,18 @@ async def local_kernel(
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    """Replace ``path`` with a fresh file (never through a link planted in its place)."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "wb") as f:
+    """Replace ``path`` with a fresh file readable by all (the jail may run as another uid)."""
+    with _open_new(path, 0o644) as f:
         f.write(data)
 
 
-def _open_new(path: Path) -> Any:
-    """A fresh file at ``path`` open for writing (see :func:`_write_new`)."""
+def _open_new(path: Path, mode: int = 0o600) -> Any:
+    """A fresh file at ``path`` open for writing, never through a link planted in its place."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, mode)
+    os.fchmod(fd, mode)  # whatever the umask
     return os.fdopen(fd, "wb")
 
 
