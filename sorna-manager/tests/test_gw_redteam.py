@@ -492,3 +492,30 @@ async def test_kernels_of_a_sigkilled_agent_are_ended_by_the_next(
 
     await _until(none_left, 20)
     assert not (scratch_root / "local" / kernel).exists()
+
+
+async def test_local_kernel_memory_is_capped_across_a_restart(
+    gateway: Gateway,
+    agent_starter,  # type: ignore[no-untyped-def]
+    scratch_root: Path,
+) -> None:
+    agent = await agent_starter("local", "s")
+    api = await gateway.api()
+    stack = Stack("local", api, agent, scratch_root, "s")
+    body = {"lang": "python3", "clientSessionToken": "rt-mem", "limits": {"maxMem": 64 * 1024}}
+    status, answer = await api.json("POST", "/v2/kernel/create", body)
+    assert status == 201, answer
+    kernel = str(answer["kernelId"])
+    code = (
+        "import os\n"
+        "try:\n"
+        "    x = bytearray(256 << 20)\n"
+        "    print('ALLOCATED')\n"
+        "except MemoryError:\n"
+        "    print('MemoryError', os.getuid())\n"
+    )
+    first = await stack.run(kernel, code)
+    assert first.startswith("MemoryError"), first
+    status, _ = await api.json("PATCH", f"/v2/kernel/{kernel}")
+    assert status == 204
+    assert await stack.run(kernel, code) == first  # the same uid, still capped

@@ -38,7 +38,15 @@ from sorna.repl.runner import descendants
 from .backend import Endpoint, ExitCallback, KernelBackend, KernelSpec
 from .errors import KernelCreationFailed, LocalSandboxUnavailable
 from .images import ImageInfo
-from .sandbox import DEFAULT_BWRAP, SandboxSpec, local_sandbox_problem, read_globs, sandboxed
+from .sandbox import (
+    DEFAULT_BWRAP,
+    PRLIMIT,
+    SETPRIV,
+    SandboxSpec,
+    local_sandbox_problem,
+    read_globs,
+    sandboxed,
+)
 from .stats import KernelUsage, read_process_tree
 
 log = logging.getLogger(__name__)
@@ -212,7 +220,6 @@ class LocalBackend(KernelBackend):
             readable=tuple(readable),
             tmp_bytes=self._tmp_bytes,
             chdir=work,
-            mem_bytes=spec.limits.mem_kib * 1024,
         )
 
     async def create(self, spec: KernelSpec) -> Endpoint:
@@ -244,9 +251,11 @@ class LocalBackend(KernelBackend):
         # The client is only how local_kernel reports the socket folder; the agent links itself.
         client.close()
         pids = _pids_with(str(spec.ipc_dir.resolve()) + "/")
-        for pid in pids if box is None else []:  # a sandbox sets the limits at its start
-            if b"--input" in _cmdline(pid):
-                _limit(pid, spec.limits.mem_kib * 1024)
+        for pid in pids:
+            # The daemon and the jail (set once they run: the jail's runtime needs more
+            # than a small kernel's heap to start); not bwrap, which runs as root.
+            if b"--input" in _cmdline(pid) and (box is None or _proc_uid(pid) == box.uid):
+                await _limit(pid, spec.limits.mem_kib * 1024, box.uid if box else None)
         me = os.getpid()
         root = next((p for p in pids if _ppid(p) == me), pids[0] if pids else -1)
         kernel = _LocalKernel(stack=stack, root_pid=root)
@@ -351,10 +360,37 @@ def _ppid(pid: int) -> int:
         return -1
 
 
-def _limit(pid: int, mem_bytes: int) -> None:
-    """Bound a daemon's heap (and what it forks later) and forbid core dumps."""
+async def _limit(pid: int, mem_bytes: int, uid: int | None) -> None:
+    """Bound a daemon's heap (and what it forks later) and forbid core dumps.
+
+    An agent without CAP_SYS_RESOURCE (root in a container) cannot set the limits of
+    another uid's process: it then sets them as the kernel's uid, with util-linux prlimit.
+    """
     try:
         resource.prlimit(pid, resource.RLIMIT_DATA, (mem_bytes, mem_bytes))
         resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))
+        return
+    except PermissionError as e:
+        if uid is None:
+            log.warning("local kernel process %d: cannot set rlimits: %s", pid, e)
+            return
     except (OSError, ValueError) as e:
         log.warning("local kernel process %d: cannot set rlimits: %s", pid, e)
+        return
+    proc = await asyncio.create_subprocess_exec(
+        SETPRIV,
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--",
+        PRLIMIT,
+        f"--pid={pid}",
+        f"--data={mem_bytes}:{mem_bytes}",
+        "--core=0:0",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        log.warning("local kernel process %d: cannot set rlimits: %s", pid, err.decode().strip())

@@ -57,7 +57,7 @@ _ETC_ENTRIES = (
     "profile",
     "inputrc",
 )
-#: util-linux programs run inside the sandbox (from its read-only /usr).
+#: util-linux programs the sandbox uses (setpriv runs inside it, from its read-only /usr).
 SETPRIV = "/usr/bin/setpriv"
 PRLIMIT = "/usr/bin/prlimit"
 #: How long the probe's trial sandbox may take.
@@ -79,8 +79,6 @@ class SandboxSpec:
     tmp_bytes: int = 64 << 20
     #: Working folder inside the sandbox.
     chdir: Path | None = None
-    #: RLIMIT_DATA of everything the kernel runs (None: unlimited).
-    mem_bytes: int | None = None
 
 
 def runtime_paths(lang: str) -> list[Path]:
@@ -233,13 +231,6 @@ def _privilege_drop(spec: SandboxSpec) -> list[str]:
     ]
 
 
-def _limits(spec: SandboxSpec) -> list[str]:
-    """``prlimit`` of the kernel's heap (set before it starts: the agent may lack
-    CAP_SYS_RESOURCE to change another uid's limits later) and no core dumps."""
-    data = [f"--data={spec.mem_bytes}:{spec.mem_bytes}"] if spec.mem_bytes is not None else []
-    return [PRLIMIT, *data, "--core=0:0", "--"]
-
-
 @contextlib.contextmanager
 def sandboxed(
     bwrap: Path, lang: str | None, spec: SandboxSpec, argv: list[str], env: Mapping[str, str]
@@ -250,9 +241,7 @@ def sandboxed(
     as_root = os.geteuid() == 0
     fds = _Fds()
     try:
-        inner = _limits(spec) + argv
-        if as_root:
-            inner = _privilege_drop(spec) + inner
+        inner = [*_privilege_drop(spec), *argv] if as_root else argv
         full = [str(bwrap), *_bwrap_args(lang, spec, fds, as_root), "--", *inner]
         yield Launch(argv=full, env=dict(env), pass_fds=tuple(fds.fds))
     finally:
