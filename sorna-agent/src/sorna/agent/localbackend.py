@@ -251,11 +251,15 @@ class LocalBackend(KernelBackend):
         # The client is only how local_kernel reports the socket folder; the agent links itself.
         client.close()
         pids = _pids_with(str(spec.ipc_dir.resolve()) + "/")
-        for pid in pids:
-            # The daemon and the jail (set once they run: the jail's runtime needs more
-            # than a small kernel's heap to start); not bwrap, which runs as root.
-            if b"--input" in _cmdline(pid) and (box is None or _proc_uid(pid) == box.uid):
-                await _limit(pid, spec.limits.mem_kib * 1024, box.uid if box else None)
+        # The daemon and the jail (set once they run: the jail's runtime needs more than a
+        # small kernel's heap to start); not bwrap, which runs as root.
+        limited = [
+            p
+            for p in pids
+            if b"--input" in _cmdline(p) and (box is None or _proc_uid(p) == box.uid)
+        ]
+        mem = spec.limits.mem_kib * 1024
+        await asyncio.gather(*(_limit(p, mem, box.uid if box else None) for p in limited))
         me = os.getpid()
         root = next((p for p in pids if _ppid(p) == me), pids[0] if pids else -1)
         kernel = _LocalKernel(stack=stack, root_pid=root)
