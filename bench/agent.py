@@ -8,7 +8,11 @@
    ``docker run -d`` of the same image (returns once the container started). Target ratio
    <= 1.3.
 
-Usage: python bench/agent.py [--rounds 2000] [--creates 7]
+3. ``--local``: instead of 1 and 2, create-to-first-output of a local-backend python3 kernel
+   (``create_kernel`` then ``execute`` of ``print(1)`` until ``finished``), beside the same
+   through the docker backend; the local kernel runs in its bubblewrap sandbox.
+
+Usage: python bench/agent.py [--rounds 2000] [--creates 7] [--local]
 Needs Docker and the sorna/kernel-python3 image (make image LANG=python3).
 """
 
@@ -45,11 +49,13 @@ def _load_repl_bench():  # type: ignore[no-untyped-def]
     return module
 
 
-async def start_agent(redis_url: str, scratch: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def start_agent(
+    redis_url: str, scratch: Path, backend: str = "docker"
+) -> tuple[asyncio.subprocess.Process, str]:
     env = {
         **os.environ,
         "SORNA_AGENT_ID": AGENT_ID,
-        "SORNA_BACKEND": "docker",
+        "SORNA_BACKEND": backend,
         "SORNA_RPC_HOST": "127.0.0.1",
         "SORNA_RPC_PORT": "0",
         "SORNA_SCRATCH_ROOT": str(scratch),
@@ -99,11 +105,56 @@ def docker_run_detached(ref: str) -> float:
     return took
 
 
+async def create_to_first_output(backend: str, creates: int) -> list[float]:
+    """Seconds from ``create_kernel`` to the ``finished`` of a first ``print(1)``."""
+    scratch = Path(tempfile.mkdtemp(prefix="sa-bench-", dir="/tmp"))
+    times: list[float] = []
+    with ValkeyServer() as valkey:
+        proc, addr = await start_agent(valkey.url, scratch, backend)
+        client = RPCClient(addr, timeout=60)
+        try:
+            for i in range(creates + 1):
+                kernel_id = f"f{i}"
+                t0 = time.perf_counter()
+                await client.call(
+                    "create_kernel", {"kernel_id": kernel_id, "lang": "python3", "owner": "b"}
+                )
+                result = await client.call(
+                    "execute",
+                    {"kernel_id": kernel_id, "run_id": "r", "mode": "query", "code": "print(1)"},
+                )
+                took = time.perf_counter() - t0
+                assert result["status"] == "finished", result
+                await client.call("destroy_kernel", {"kernel_id": kernel_id})
+                if i:  # the first one warms caches
+                    times.append(took)
+        finally:
+            await client.close()
+            proc.terminate()
+            await proc.wait()
+            shutil.rmtree(scratch, ignore_errors=True)
+    return times
+
+
+async def local_main(creates: int) -> int:
+    local = await create_to_first_output("local", creates)
+    docker = await create_to_first_output("docker", creates)
+    l50, d50 = statistics.median(local), statistics.median(docker)
+    print(f"create to first output of a python3 kernel, median of {creates}:")
+    print(f"  local backend:   {l50 * 1000:.0f} ms (min {min(local) * 1000:.0f})")
+    print(f"  docker backend:  {d50 * 1000:.0f} ms (min {min(docker) * 1000:.0f})")
+    print(f"  ratio local/docker {l50 / d50:.2f}")
+    return 0
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--creates", type=int, default=7)
+    parser.add_argument("--local", action="store_true", help="create-to-first-output only")
     args = parser.parse_args()
+    if args.local:
+        return await local_main(args.creates)
     repl_bench = _load_repl_bench()
     ref = image_name("python3")
     scratch = Path(tempfile.mkdtemp(prefix="sa-bench-", dir="/tmp"))

@@ -77,7 +77,7 @@ def test_up_without_docker_runs_locally_and_a_restart_keeps_keys_and_history(
     stack = stack_factory(BIN, docker=False)
     up = stack.up()
     assert "backend: local (no Docker engine answers" in up.stdout
-    assert "isolated less than in containers" in up.stdout
+    assert "kernels run as sandboxed local processes" in up.stdout
     assert "Sorna is up." in up.stdout and f"http://127.0.0.1:{stack.port}" in up.stdout
     config_path = stack.home / ".config" / "sorna" / "client.toml"
     first = tomllib.loads(config_path.read_text())
@@ -120,6 +120,25 @@ def test_up_without_docker_runs_locally_and_a_restart_keeps_keys_and_history(
     assert asyncio.run(_count(url, "SELECT count(*) FROM keypairs")) == 1
     ran = stack.sorna("run", "python3", "-c", "print('again')")
     assert (ran.returncode, ran.stdout) == (0, "again\n"), ran.stderr
+    assert stack.down().returncode == 0
+    assert stack.leftovers() == []
+
+
+def test_up_refuses_an_unsandboxed_local_backend_unless_asked_and_then_warns(
+    stack_factory: type, open_tmp: Path
+) -> None:
+    stack = stack_factory(BIN, docker=False)
+    stack.env["SORNA_BWRAP_PATH"] = str(open_tmp / "no-bwrap")
+    refused = stack.sorna("up", "-d", "--port", str(stack.port), "--backend", "local")
+    assert refused.returncode == 1
+    errors = [line for line in refused.stdout.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--unsafe-local-backend" in errors[0], refused.stdout
+    assert stack.sorna("status").returncode == 3
+
+    up = stack.up("--backend", "local", "--unsafe-local-backend")
+    assert "WARNING: local backend WITHOUT a sandbox" in up.stdout
+    ran = stack.sorna("run", "python3", "-c", "print(6*7)")
+    assert (ran.returncode, ran.stdout) == (0, "42\n"), ran.stderr
     assert stack.down().returncode == 0
     assert stack.leftovers() == []
 

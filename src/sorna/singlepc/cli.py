@@ -50,6 +50,8 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> tuple[UpSettings, Layout]:
     settings = load_settings(UpSettings, path=args.config, prefix=ENV_PREFIX)
     overrides: dict[str, Any] = {}
+    if getattr(args, "unsafe_local_backend", False):
+        overrides["unsafe_local_backend"] = True
     for name in ("data_dir", "host", "port", "redis_url", "db_url", "backend"):
         value = getattr(args, name, None)
         if value is not None:
@@ -121,6 +123,12 @@ class UpCommand:
         )
         parser.add_argument(
             "--backend", choices=["docker", "local", "auto"], help="kernel backend (default auto)"
+        )
+        parser.add_argument(
+            "--unsafe-local-backend",
+            action="store_true",
+            help="let the local backend run kernels WITHOUT a sandbox where this host cannot "
+            "give one (no bubblewrap or user namespaces): kernels can then read this host",
         )
         parser.add_argument(
             "--images", metavar="LANG,...", help="kernel images to build if missing (python3)"

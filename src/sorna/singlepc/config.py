@@ -51,6 +51,9 @@ class UpSettings:
     backend: UpBackend = setting(
         "auto", "kernel backend: docker, local, or auto (docker if an engine answers)"
     )
+    unsafe_local_backend: bool = setting(
+        False, "allow local kernels without a sandbox (unsafe) where the host cannot give one"
+    )
     images: list[str] = setting(["python3"], "kernel images built at start if missing")
     ready_timeout: float = setting(120.0, "seconds the whole stack may take to come up")
 

@@ -123,8 +123,7 @@ async def choose_backend(choice: str) -> tuple[str, str]:
         where = os.environ.get("DOCKER_HOST") or "the default socket"
         return "docker", f"a Docker engine answers at {where}; kernels run in containers"
     return "local", (
-        f"no Docker engine answers ({problem}); kernels run as jailed local processes, "
-        "isolated less than in containers"
+        f"no Docker engine answers ({problem}); kernels run as sandboxed local processes"
     )
 
 
@@ -249,6 +248,8 @@ class Supervisor:
             backend, reason = await self._ensure_images(backend, reason)
         self._state.backend, self._state.backend_reason = backend, reason
         self.say(f"backend: {backend} ({reason})")
+        if backend == "local":
+            await self._check_local_sandbox(env)
         gateway = Child(
             "gateway",
             [sys.executable, "-m", "sorna.manager.cli", "serve"],
@@ -287,6 +288,24 @@ class Supervisor:
         self.say(f"client configuration: {path}")
         if backup is not None:
             self.say(f"  (the previous one is kept as {backup})")
+
+    async def _check_local_sandbox(self, env: dict[str, str]) -> None:
+        """Refuse an unsandboxed local backend unless asked for; say so loudly if asked."""
+        from sorna.agent.localbackend import UNSAFE_WARNING
+        from sorna.agent.sandbox import DEFAULT_BWRAP, local_sandbox_problem
+
+        # The agent's own setting (it inherits this environment), so both judge alike.
+        bwrap = Path(env.get("SORNA_BWRAP_PATH") or DEFAULT_BWRAP)
+        problem = await asyncio.to_thread(local_sandbox_problem, bwrap)
+        if problem is None:
+            return
+        if not self.settings.unsafe_local_backend:
+            raise SupervisorError(
+                f"the local backend cannot sandbox kernels here ({problem}); "
+                "add --unsafe-local-backend to run them without a sandbox"
+            )
+        self.say(f"WARNING: {UNSAFE_WARNING} ({problem})")
+        env["SORNA_UNSAFE_LOCAL_BACKEND"] = "true"
 
     async def _manager_command(self, env: dict[str, str], *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(

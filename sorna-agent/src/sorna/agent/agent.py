@@ -207,7 +207,7 @@ class Agent:
         if self._backend_override is not None:
             candidates = [self._backend_override]
         elif choice == "local":
-            candidates = [LocalBackend()]
+            candidates = [self._local_backend()]
         else:
             docker = DockerBackend(
                 agent_id=self.agent_id,
@@ -215,7 +215,7 @@ class Agent:
                 ipc_root=self._ipc_root,
                 caps=self.settings.caps,
             )
-            candidates = [docker] if choice == "docker" else [docker, LocalBackend()]
+            candidates = [docker] if choice == "docker" else [docker, self._local_backend()]
         for i, backend in enumerate(candidates):
             try:
                 await backend.start(self._on_kernel_exit)
@@ -226,6 +226,18 @@ class Agent:
                 continue
             return backend
         raise RuntimeError("no backend")  # pragma: no cover - the loop returns or raises
+
+    def _local_backend(self) -> LocalBackend:
+        s = self.settings
+        return LocalBackend(
+            ipc_root=self._ipc_root,
+            state_root=s.scratch_root / "local",
+            bwrap=s.bwrap_path,
+            unsafe=s.unsafe_local_backend,
+            uid_base=s.local_uid_base,
+            uid_count=s.local_uid_count,
+            tmp_bytes=s.caps.tmp_size_mib << 20,
+        )
 
     async def run(self) -> None:
         """Run until SIGTERM or SIGINT (or :meth:`stop`), then shut down."""
@@ -358,7 +370,7 @@ class Agent:
     async def _adopt(self) -> None:
         specs, leftovers = await self.backend.adoptable()
         for ref in leftovers:
-            log.info("removing leftover kernel container %s", ref)
+            log.info("removing leftover kernel %s", ref)
             await self.backend.remove_leftover(ref)
         for spec in specs:
             endpoint = await self.backend.adopt(spec)
@@ -473,7 +485,7 @@ class Agent:
         kernel = self._new_kernel(spec)
         self._kernels[kernel_id] = kernel
         try:
-            await asyncio.to_thread(_make_dirs, spec, self.backend.work_uid)
+            await asyncio.to_thread(_make_dirs, spec, self.backend.work_uid(spec))
             endpoint = await self.backend.create(spec)
         except BaseException as e:
             self._kernels.pop(kernel_id, None)
@@ -523,7 +535,10 @@ class Agent:
             raise PayloadTooLarge(f"{len(params.data)} bytes is over the {cap} byte cap")
         kernel.last_used = time.monotonic()
         await asyncio.to_thread(
-            kernel.spec.scratch.write, params.path, bytes(params.data), self.backend.work_uid
+            kernel.spec.scratch.write,
+            params.path,
+            bytes(params.data),
+            self.backend.work_uid(kernel.spec),
         )
         return Empty()
 

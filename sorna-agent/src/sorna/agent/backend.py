@@ -46,8 +46,11 @@ class KernelBackend(abc.ABC):
     """Start, restart, measure and remove kernels."""
 
     name: ClassVar[str]
-    #: Owner given to files the agent writes in scratch folders (None: the agent's own user).
-    work_uid: ClassVar[int | None]
+
+    def work_uid(self, spec: KernelSpec) -> int | None:
+        """Owner of the kernel's scratch and ipc folders and of files the agent writes there
+        (None: the agent's own user)."""
+        return None
 
     @abc.abstractmethod
     async def start(self, on_exit: ExitCallback) -> None:

@@ -73,6 +73,12 @@ class AgentSettings:
     cores: list[int] = setting([], "CPU cores offered to kernels (empty: all)")
     heartbeat_interval: float = setting(HEARTBEAT_INTERVAL, "seconds between heartbeats")
     stats_interval: float = setting(KERNEL_STATS_INTERVAL, "seconds between kernel_stats")
+    unsafe_local_backend: bool = setting(
+        False, "run local kernels without a sandbox (unsafe) where the host cannot give one"
+    )
+    bwrap_path: Path = setting(Path("/usr/bin/bwrap"), "bubblewrap, the local kernels' sandbox")
+    local_uid_base: int = setting(200_000, "first host uid given to local kernels (root agent)")
+    local_uid_count: int = setting(1000, "how many host uids local kernels may take")
     keep_kernels_on_shutdown: bool = setting(False, "leave kernels running on shutdown")
     s3_url_expiry: int = setting(86_400, "lifetime of output files' presigned URLs (s)")
     caps: CapsSettings = section(CapsSettings, "limits a kernel request cannot pass")
@@ -88,6 +94,8 @@ class AgentSettings:
                 raise ConfigError(f"{name}: must be positive")
         if self.idle_timeout < 0:
             raise ConfigError("idle_timeout: must not be negative")
+        if self.local_uid_base < 1000 or self.local_uid_count < 1:
+            raise ConfigError("local_uid_base: must be at least 1000, local_uid_count positive")
         if self.max_kernels < 1:
             raise ConfigError("max_kernels: must be at least 1")
         if self.agent_id and not AGENT_ID_RE.fullmatch(self.agent_id):

@@ -75,7 +75,6 @@ class DockerBackend(KernelBackend):
     """Kernels in Docker containers."""
 
     name = "docker"
-    work_uid = KERNEL_WORK_UID
 
     def __init__(
         self, *, agent_id: str, scratch_root: Path, ipc_root: Path, caps: CapsSettings
@@ -91,6 +90,10 @@ class DockerBackend(KernelBackend):
         self._dead: dict[str, asyncio.Event] = {}
         # Last usage read from a container's cgroup, kept for the final stats of one that died.
         self._last_usage: dict[str, KernelUsage] = {}
+
+    def work_uid(self, spec: KernelSpec) -> int | None:
+        """Every container runs as the image's work user."""
+        return KERNEL_WORK_UID
 
     @property
     def docker(self) -> aiodocker.Docker:

@@ -11,7 +11,8 @@
         ├── InstanceFull            max_kernels or free cores exhausted
         ├── InvalidApiParams        malformed params, a path outside /home/work
         ├── PayloadTooLarge         an upload over the size cap
-        └── AgentIdInUse            another live agent process has this agent id (start-up)
+        ├── AgentIdInUse            another live agent process has this agent id (start-up)
+        └── LocalSandboxUnavailable the local backend cannot sandbox kernels on this host
 """
 
 from __future__ import annotations
@@ -53,3 +54,7 @@ class PayloadTooLarge(AgentError):
 
 class AgentIdInUse(AgentError):
     """Another live agent process heartbeats under this agent id: refuse to start."""
+
+
+class LocalSandboxUnavailable(AgentError):
+    """The host cannot sandbox local kernels, and running them unsafe was not allowed."""

@@ -22,7 +22,8 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,26 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 3.0
 
 
+#: Environment variables a sandboxed daemon is started with (besides Sorna's own).
+SANDBOX_ENV_KEYS = ("LANG", "LC_ALL", "TERM", "TZ")
+
+
 class LocalKernelError(Exception):
     """A local kernel could not be started."""
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start a daemon: the full command, its environment, descriptors it inherits."""
+
+    argv: list[str]
+    env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()
+
+
+#: Wraps a daemon's command (e.g. in a sandbox); the launch's descriptors stay open while
+#: the context is, and the daemon is started inside it.
+Launcher = Callable[[list[str], dict[str, str]], contextlib.AbstractContextManager[Launch]]
 
 
 def daemon_argv(lang: str) -> list[str]:
@@ -68,10 +87,17 @@ def daemon_argv(lang: str) -> list[str]:
     raise LocalKernelError(f"no daemon for language {lang!r} under {KERNELS_DIR}")
 
 
-def local_policy(lang: str, *, workdir: Path, sockdir: Path) -> dict[str, Any]:
-    """``lang``'s jail policy, with paths moved from the image layout to this host's."""
+def local_policy(
+    lang: str, *, workdir: Path, sockdir: Path, read: list[str] | None = None
+) -> dict[str, Any]:
+    """``lang``'s jail policy, with paths moved from the image layout to this host's.
+
+    ``read`` replaces the policy's read rules (a sandbox passes the folders it shows).
+    """
     policy: dict[str, Any] = json.loads((KERNELS_DIR / lang / "policy.json").read_text())
     rules = policy.setdefault("path_rules", {})
+    if read is not None:
+        rules["read"] = list(read)
     work = str(workdir.resolve())
     rules["write"] = [
         f"{work}/**",
@@ -122,14 +148,34 @@ async def local_kernel(
     jail: bool = True,
     output_limit: int | None = None,
     env: Mapping[str, str] | None = None,
+    sockdir: Path | None = None,
+    statedir: Path | None = None,
+    launcher: Launcher | None = None,
+    read: list[str] | None = None,
 ) -> AsyncIterator[ReplClient]:
-    """Start ``lang``'s daemon as a child process and yield a client connected to it."""
+    """Start ``lang``'s daemon as a child process and yield a client connected to it.
+
+    By default the REPL sockets, the jail policy and the daemon's log go to a fresh temporary
+    folder removed on exit. The agent passes ``sockdir`` (the kernel's socket folder, only its
+    sockets are removed), ``statedir`` (a folder the kernel cannot write, for the policy and
+    log), ``launcher`` (the sandbox; the daemon then gets only Sorna's and the locale's
+    environment variables) and ``read`` (the jail's read rules).
+    """
     argv = daemon_argv(lang)
-    sockdir = Path(tempfile.mkdtemp(prefix="sorna-local-"))
+    own_dir = sockdir is None
+    if sockdir is None:
+        sockdir = Path(tempfile.mkdtemp(prefix="sorna-local-"))
+    if statedir is None:
+        statedir = sockdir
     input_addr = f"ipc://{sockdir / REPL_INPUT_IPC_NAME}"
     output_addr = f"ipc://{sockdir / REPL_OUTPUT_IPC_NAME}"
     argv += ["--input", input_addr, "--output", output_addr]
-    child_env = dict(os.environ)
+    if launcher is None:
+        child_env = dict(os.environ)
+    else:
+        # The agent's environment (database URL, secrets) never reaches a sandboxed kernel.
+        child_env = {k: os.environ[k] for k in SANDBOX_ENV_KEYS if k in os.environ}
+        child_env["PATH"] = SYSTEM_PATH
     # The addresses go both ways a daemon may read them: arguments (run.py) and env (run.js).
     child_env[ENV_INPUT_ADDR] = input_addr
     child_env[ENV_OUTPUT_ADDR] = output_addr
@@ -144,23 +190,30 @@ async def local_kernel(
     if jail:
         from .jailbin import jail_path  # the jail is built on demand; only needed here
 
-        policy_file = sockdir / "policy.json"
-        policy = local_policy(lang, workdir=workdir, sockdir=sockdir)
-        policy_file.write_text(json.dumps(policy, indent=2))
+        policy_file = statedir / "policy.json"
+        policy = local_policy(lang, workdir=workdir, sockdir=sockdir, read=read)
+        _write_new(policy_file, json.dumps(policy, indent=2).encode())
         argv = [str(jail_path()), "-policy", str(policy_file), "--", *argv]
-    log_path = sockdir / "daemon.log"
+    log_path = statedir / "daemon.log"
     proc: asyncio.subprocess.Process | None = None
     client: ReplClient | None = None
     try:
-        with log_path.open("wb") as log_file:
+        with contextlib.ExitStack() as spawn:
+            launch = (
+                spawn.enter_context(launcher(argv, child_env))
+                if launcher is not None
+                else Launch(argv, child_env)
+            )
+            log_file = spawn.enter_context(_open_new(log_path))
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *launch.argv,
                 cwd=workdir,
-                env=child_env,
+                env=launch.env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
                 start_new_session=True,
+                pass_fds=launch.pass_fds,
             )
         await _wait_ready(proc, sockdir, log_path)
         client = ReplClient(input_addr, output_addr)
@@ -170,7 +223,28 @@ async def local_kernel(
             client.close()
         if proc is not None:
             await _stop(proc)
-        shutil.rmtree(sockdir, ignore_errors=True)
+        if own_dir:
+            shutil.rmtree(sockdir, ignore_errors=True)
+        else:
+            for name in (REPL_INPUT_IPC_NAME, REPL_OUTPUT_IPC_NAME):
+                with contextlib.suppress(OSError):
+                    (sockdir / name).unlink()
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Replace ``path`` with a fresh file readable by all (the jail may run as another uid)."""
+    with _open_new(path, 0o644) as f:
+        f.write(data)
+
+
+def _open_new(path: Path, mode: int = 0o600) -> Any:
+    """A fresh file at ``path`` open for writing, never through a link planted in its place."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, mode)
+    os.fchmod(fd, mode)  # whatever the umask
+    return os.fdopen(fd, "wb")
 
 
 async def _wait_ready(proc: asyncio.subprocess.Process, sockdir: Path, log_path: Path) -> None:
@@ -206,4 +280,13 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
-__all__ = ["KERNELS_DIR", "LocalKernelError", "daemon_argv", "local_kernel", "local_policy"]
+__all__ = [
+    "KERNELS_DIR",
+    "SYSTEM_PATH",
+    "Launch",
+    "Launcher",
+    "LocalKernelError",
+    "daemon_argv",
+    "local_kernel",
+    "local_policy",
+]
