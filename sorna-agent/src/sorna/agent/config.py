@@ -59,6 +59,7 @@ class AgentSettings:
     stats_interval: float = setting(KERNEL_STATS_INTERVAL, "seconds between kernel_stats")
     keep_kernels_on_shutdown: bool = setting(False, "leave kernels running on shutdown")
     s3_url_expiry: int = setting(86_400, "lifetime of output files' presigned URLs (s)")
+    file_workers: int = setting(4, "threads serving kernels' file operations (their own pool)")
     caps: CapsSettings = section(CapsSettings, "limits a kernel request cannot pass")
     redis: RedisSettings = section(RedisSettings, "registry and event stream")
     s3: S3Settings = section(S3Settings, "output file storage")
@@ -74,6 +75,8 @@ class AgentSettings:
             raise ConfigError("idle_timeout: must not be negative")
         if self.max_kernels < 1:
             raise ConfigError("max_kernels: must be at least 1")
+        if self.file_workers < 1:
+            raise ConfigError("file_workers: must be at least 1")
 
     @property
     def effective_agent_id(self) -> str:
