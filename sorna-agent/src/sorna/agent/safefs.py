@@ -97,13 +97,11 @@ def open_beneath(dir_fd: int, rel: bytes, flags: int, mode: int = 0o600) -> int:
     With ``O_PATH`` a final symbolic link is opened as itself (to ``fstat`` it).
     """
     parts = split(rel)
-    flags |= _ALWAYS
-    if not parts:
-        return os.open(".", flags, mode, dir_fd=dir_fd)
-    fd = _try_openat2(dir_fd, b"/".join(parts), flags, mode)
-    if fd is not None:
-        return fd
-    return _walk_open(dir_fd, parts, flags, mode)
+    if parts:
+        fd = _try_openat2(dir_fd, b"/".join(parts), flags | _ALWAYS, mode)
+        if fd is not None:
+            return fd
+    return walk_open(dir_fd, rel, flags, mode)
 
 
 def _try_openat2(dir_fd: int, rel: bytes, flags: int, mode: int) -> int | None:
@@ -126,9 +124,16 @@ def _try_openat2(dir_fd: int, rel: bytes, flags: int, mode: int) -> int | None:
         raise OSError(err, os.strerror(err), os.fsdecode(rel))
 
 
-def _walk_open(dir_fd: int, parts: list[bytes], flags: int, mode: int) -> int:
-    # Each folder on the way is opened relative to the one before with O_NOFOLLOW, so a
-    # link anywhere fails (ENOTDIR or ELOOP) instead of leading out.
+def walk_open(dir_fd: int, rel: bytes, flags: int, mode: int = 0o600) -> int:
+    """:func:`open_beneath` without ``openat2``: one component at a time.
+
+    Each folder on the way is opened relative to the one before with ``O_NOFOLLOW``, so a
+    link anywhere fails (``ENOTDIR`` or ``ELOOP``) instead of leading out.
+    """
+    parts = split(rel)
+    flags |= _ALWAYS
+    if not parts:
+        return os.open(".", flags, mode, dir_fd=dir_fd)
     cur = dir_fd
     try:
         for part in parts[:-1]:
