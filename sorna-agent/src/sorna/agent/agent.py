@@ -14,7 +14,8 @@ import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
@@ -72,6 +73,8 @@ from .storage import OutputStore
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Longest ipc socket path (sun_path is 108 bytes with its NUL).
 MAX_IPC_PATH = 100
 
@@ -95,6 +98,7 @@ class Agent:
         self._registry: Registry | None = None
         self._store: OutputStore | None = None
         self._server: RPCServer | None = None
+        self._file_pool: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._closed = False
@@ -144,6 +148,9 @@ class Agent:
         await self._claim_id()  # before the backend touches any kernel labelled with the id
         self._backend = await self._start_backend()
         self._images = await self.backend.images()
+        # Kernels' files get threads of their own: whatever a kernel does to its folder
+        # cannot take the threads that create other users' kernels.
+        self._file_pool = ThreadPoolExecutor(s.file_workers, thread_name_prefix="sorna-files")
         if s.s3.endpoint_url:
             self._store = OutputStore(settings=s.s3, url_expiry=s.s3_url_expiry)
             await self._store.start()
@@ -284,6 +291,8 @@ class Agent:
             await self._backend.close()
         if self._store is not None:
             await self._store.close()
+        if self._file_pool is not None:
+            await asyncio.to_thread(self._file_pool.shutdown, wait=True, cancel_futures=True)
         if self._redis is not None:
             await self._redis.aclose()
         log.info("agent %s stopped", self.agent_id)
@@ -296,7 +305,12 @@ class Agent:
         task.add_done_callback(self._tasks.discard)
 
     async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
+        me = asyncio.current_task()
         while True:
+            # redis-py can swallow a cancellation that lands inside a call: honour it here,
+            # or close() waits for this task forever.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(interval)
             try:
                 await job()
@@ -365,6 +379,7 @@ class Agent:
             max_output_file_bytes=self.settings.caps.max_output_file_bytes,
             store=self._store,
             restarter=self._restart,
+            file_pool=self._files(),
         )
 
     async def _adopt(self) -> None:
@@ -426,6 +441,15 @@ class Agent:
             raise
         kernel.attach(endpoint)
         log.info("kernel %s restarted", kernel.spec.kernel_id)
+
+    def _files(self) -> ThreadPoolExecutor:
+        if self._file_pool is None:
+            raise RuntimeError("the agent is not started")
+        return self._file_pool
+
+    async def _on_files(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking file operation on the kernels' file pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._files(), fn, *args)
 
     def _kernel(self, kernel_id: KernelId) -> Kernel:
         kernel = self._kernels.get(kernel_id)
@@ -534,7 +558,7 @@ class Agent:
         if len(params.data) > cap:
             raise PayloadTooLarge(f"{len(params.data)} bytes is over the {cap} byte cap")
         kernel.last_used = time.monotonic()
-        await asyncio.to_thread(
+        await self._on_files(
             kernel.spec.scratch.write,
             params.path,
             bytes(params.data),
@@ -545,14 +569,14 @@ class Agent:
     async def _list_files(self, params: ListFilesParams) -> ListFilesResult:
         kernel = self._kernel(params.kernel_id)
         kernel.last_used = time.monotonic()
-        files = await asyncio.to_thread(kernel.spec.scratch.list, params.path)
+        files = await self._on_files(kernel.spec.scratch.list, params.path)
         return ListFilesResult(files=files)
 
     async def _download_file(self, params: DownloadFileParams) -> DownloadFileResult:
         kernel = self._kernel(params.kernel_id)
         kernel.last_used = time.monotonic()
         length = min(params.length, self.settings.caps.max_download_chunk)
-        data, eof = await asyncio.to_thread(
+        data, eof = await self._on_files(
             kernel.spec.scratch.read, params.path, params.offset, length
         )
         return DownloadFileResult(data=data, eof=eof)

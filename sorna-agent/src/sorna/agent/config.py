@@ -81,6 +81,7 @@ class AgentSettings:
     local_uid_count: int = setting(1000, "how many host uids local kernels may take")
     keep_kernels_on_shutdown: bool = setting(False, "leave kernels running on shutdown")
     s3_url_expiry: int = setting(86_400, "lifetime of output files' presigned URLs (s)")
+    file_workers: int = setting(4, "threads serving kernels' file operations (their own pool)")
     caps: CapsSettings = section(CapsSettings, "limits a kernel request cannot pass")
     redis: RedisSettings = section(RedisSettings, "registry and event stream")
     s3: S3Settings = section(S3Settings, "output file storage")
@@ -102,6 +103,8 @@ class AgentSettings:
             raise ConfigError(
                 f"agent_id: {self.agent_id!r} is not 1-128 characters of [A-Za-z0-9._-]"
             )
+        if self.file_workers < 1:
+            raise ConfigError("file_workers: must be at least 1")
 
     @property
     def effective_agent_id(self) -> str:

@@ -13,8 +13,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from typing import Any
 
+from sorna.common.errors import SornaError
 from sorna.common.ids import RunId
 from sorna.common.messages import ExecuteParams, ExecuteResult
 from sorna.common.types import ExecMode, KernelStatus, RunStatus, TerminationReason
@@ -23,7 +25,7 @@ from sorna.repl.protocol import CompletePayload, InputOp, OutputOp, json_payload
 
 from .backend import Endpoint, KernelSpec
 from .errors import InvalidApiParams, KernelExecutionFailed
-from .files import Snapshot, changed_files
+from .files import Snapshot, changed_files, display_name
 from .runs import Run
 from .stats import KernelUsage
 from .storage import OutputStore
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 #: How long a completion or status request waits for the daemon.
 QUERY_TIMEOUT = 5.0
 
-#: Scratch folders with fewer files than this are listed without a thread.
+#: Scratch folders with fewer entries than this are listed without a thread.
 INLINE_SNAPSHOT_FILES = 200
 
 #: Restarts a kernel whose run passed its execution timeout.
@@ -51,6 +53,7 @@ class Kernel:
         max_output_file_bytes: int,
         store: OutputStore | None,
         restarter: Restarter,
+        file_pool: Executor,
     ) -> None:
         self.spec = spec
         self.status = KernelStatus.PREPARING
@@ -62,6 +65,7 @@ class Kernel:
         self._max_file = max_output_file_bytes
         self._store = store
         self._restarter = restarter
+        self._file_pool = file_pool
         self._client: ReplClient | None = None
         self._reader: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[Run] = asyncio.Queue()
@@ -298,24 +302,52 @@ class Kernel:
 
     async def _snapshot(self) -> Snapshot:
         # A small folder is walked in place (tens of microseconds); a big one in a thread.
+        # The kernel may have filled it since the last walk: the inline walk gives up past
+        # its budget rather than hold the event loop.
+        found = None
         if self._scratch_files < INLINE_SNAPSHOT_FILES:
-            found = self.spec.scratch.snapshot()
-        else:
-            found = await asyncio.to_thread(self.spec.scratch.snapshot)
+            found = self.spec.scratch.snapshot(budget=INLINE_SNAPSHOT_FILES)
+        if found is None:
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(self._file_pool, self.spec.scratch.snapshot)
+        found = found or {}
         self._scratch_files = len(found)
         return found
 
     async def _publish(self, run: Run, paths: list[str]) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = []
         for path in paths:
-            entry: dict[str, Any] = {"name": path}
+            name, exact = display_name(path)
+            entry: dict[str, Any] = {"name": name}
+            files.append(entry)
+            if not exact:
+                # The API speaks UTF-8: listed escaped, as list_files does, but not uploaded.
+                entry["downloadable"] = False
+                log.info(
+                    "kernel %s: run %s: output file %s is not named in UTF-8; not uploaded",
+                    self.kernel_id,
+                    run.run_id,
+                    name,
+                )
+                continue
             if self._store is not None:
                 key = f"{self.kernel_id}/{run.run_id}/{path}"
-                url = await self._store.upload(self.spec.scratch.root / path, key)
+                url = await self._upload(self._store, key, path)
                 if url is not None:
                     entry["url"] = url
-            files.append(entry)
         return files
+
+    async def _upload(self, store: OutputStore, key: str, path: str) -> str | None:
+        # Read on the file pool from a descriptor opened beneath the folder, then sent as
+        # bytes: by now the kernel may have swapped the file for a link to a host file.
+        loop = asyncio.get_running_loop()
+        read = self.spec.scratch.read_output
+        try:
+            data = await loop.run_in_executor(self._file_pool, read, path, self._max_file)
+        except (SornaError, OSError) as e:
+            log.info("kernel %s: output file %s not uploaded: %s", self.kernel_id, path, e)
+            return None
+        return None if data is None else await store.upload(data, key)
 
 
 def _json(frame: Any) -> Any:

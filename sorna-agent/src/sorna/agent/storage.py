@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from pathlib import Path
 from typing import Any
 
 import aioboto3
@@ -40,20 +39,23 @@ class OutputStore:
         self._client = None
         await self._stack.aclose()
 
-    async def upload(self, path: Path, key: str) -> str | None:
-        """Upload one file; return its presigned URL, or None if the upload failed."""
+    async def upload(self, data: bytes, key: str) -> str | None:
+        """Store one file's bytes; return its presigned URL, or None if the upload failed.
+
+        The caller reads the file (from a descriptor opened beneath the kernel's folder):
+        handing this a path would open it again by name, through whatever link a kernel
+        swapped in meanwhile.
+        """
         if self._client is None:
             return None
         try:
-            await self._client.upload_file(str(path), self._settings.bucket, key)
+            await self._client.put_object(Bucket=self._settings.bucket, Key=key, Body=data)
             url: str = await self._client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self._settings.bucket, "Key": key},
                 ExpiresIn=self._expiry,
             )
         except Exception as e:
-            log.warning(
-                "uploading %s to s3://%s/%s failed: %s", path, self._settings.bucket, key, e
-            )
+            log.warning("uploading s3://%s/%s failed: %s", self._settings.bucket, key, e)
             return None
         return url

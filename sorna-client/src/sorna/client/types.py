@@ -207,13 +207,19 @@ class KernelInfo:
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:
-    """One entry of ``GET /v2/kernel/:id/files``."""
+    """One entry of ``GET /v2/kernel/:id/files``.
+
+    ``type`` is ``file``, ``dir``, ``link`` (a symbolic link, never followed), ``fifo``,
+    ``socket`` or ``device``. A name that is not UTF-8 comes with its undecodable bytes as
+    ``\\xNN`` escapes and ``downloadable`` false: no request can name that file.
+    """
 
     name: str
     size: int
     mode: str
     mtime: float
     type: str
+    downloadable: bool = True
 
     @classmethod
     def from_wire(cls, raw: Any) -> FileEntry:
@@ -226,4 +232,5 @@ class FileEntry:
             mode=str(raw.get("mode") or ""),
             mtime=float(raw.get("mtime") or 0),
             type=str(raw.get("type") or ""),
+            downloadable=raw.get("downloadable", True) is not False,
         )
