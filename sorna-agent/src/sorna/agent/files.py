@@ -7,6 +7,7 @@ leaves the folder, including through a symbolic link the kernel planted, is refu
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import stat
@@ -16,7 +17,7 @@ from typing import Any
 
 from sorna.common.constants import KERNEL_WORK_DIR, KERNEL_WORK_UID
 
-from .errors import InvalidApiParams
+from .errors import InvalidApiParams, PayloadTooLarge
 
 #: path -> (size, mtime in ns) of every regular file under a scratch folder.
 Snapshot = dict[str, tuple[int, int]]
@@ -77,9 +78,20 @@ class Scratch:
         try:
             fd = os.open(target, flags, 0o644)
         except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise PayloadTooLarge(f"no room for {path!r} in {KERNEL_WORK_DIR}") from None
             raise InvalidApiParams(f"cannot write {path!r}: {e.strerror}") from None
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:  # unbuffered: a failed write leaves nothing to flush at close
+                view = view[os.write(fd, view) :]
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            os.ftruncate(fd, 0)  # the disk cap is reached: keep no partial upload
+            raise PayloadTooLarge(f"{path!r} does not fit in {KERNEL_WORK_DIR}") from None
+        finally:
+            os.close(fd)
         _give(target, owner_uid)
 
     def list(self, path: str) -> list[dict[str, Any]]:

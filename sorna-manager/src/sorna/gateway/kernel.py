@@ -37,11 +37,23 @@ async def create(request: web.Request) -> web.Response:
     timeout = field(limits_in, "execTimeout", int, default=None)
     if (mem is not None and mem <= 0) or (timeout is not None and timeout < 0):
         raise InvalidAPIParams("limits must be positive")
+    disk = _disk_limit(limits_in)
     field(data, "mounts", list, default=[])
     kernel_id, created = await request.app[K.KERNELS].get_or_create(
-        _owner(request), lang, token, KernelLimits(mem_kib=mem, exec_timeout_ms=timeout)
+        _owner(request),
+        lang,
+        token,
+        KernelLimits(mem_kib=mem, exec_timeout_ms=timeout, disk_kib=disk),
     )
     return web.json_response({"kernelId": kernel_id, "created": created}, status=201)
+
+
+def _disk_limit(limits: dict[str, Any]) -> int | None:
+    """``maxDisk`` (KiB; 0 or absent: the image's default; the agent clamps it to its cap)."""
+    disk = field(limits, "maxDisk", int, default=None)
+    if disk is not None and not 0 <= disk < 1 << 63:
+        raise InvalidAPIParams("maxDisk must be a size in KiB, 0 (the default) or more")
+    return disk or None
 
 
 async def info(request: web.Request) -> web.Response:
