@@ -60,6 +60,12 @@ def mounts_under(root: Path) -> list[str]:
     return found
 
 
+@pytest.fixture
+def mounts() -> Callable[[Path], list[str]]:
+    """``mounts(root)``: mount points below ``root``."""
+    return mounts_under
+
+
 @pytest.fixture(params=["docker", "local"])
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Both backends, for the tests that must pass on each."""
