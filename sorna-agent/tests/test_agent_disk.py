@@ -22,8 +22,15 @@ from sorna.agent.agent import Agent
 from sorna.agent.config import CapsSettings
 from sorna.agent.disk import DiskCaps, DiskCapsUnavailable, image_bytes
 from sorna.agent.errors import KernelCreationFailed
+from sorna.agent.images import ImageInfo
 from sorna.agent.localbackend import LocalBackend
-from sorna.common.constants import KERNEL_CONTAINER_PREFIX, LABEL_AGENT_ID
+from sorna.common.constants import (
+    KERNEL_CONTAINER_PREFIX,
+    LABEL_AGENT_ID,
+    LABEL_LANG,
+    LABEL_MAXDISK,
+    LABEL_VERSION,
+)
 from sorna.common.errors import RemoteError
 from sorna.common.keys import RedisKeys
 from sorna.common.rpc import RPCClient
@@ -45,6 +52,18 @@ try:
     print('ok', n)
 except OSError as e:
     print(errno.errorcode[e.errno], n)
+"""
+#: Fills the kernel's folder to the last block (a write larger than what is left fails whole).
+BRIM = """\
+import errno
+with open('brim', 'wb', buffering=0) as f:
+    for size in (1 << 20, 4096):
+        try:
+            while True:
+                f.write(b'b' * size)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+print('full')
 """
 #: Prints the size and the free space of the kernel's folder, in bytes.
 STATVFS = "import os\ns = os.statvfs('.')\nprint(s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize)"
@@ -171,9 +190,23 @@ async def test_uploads_count_against_the_cap(make_agent, rpc, run, backend_name)
     await client.call("upload_file", {"kernel_id": "k", "path": "small.txt", "data": b"s" * 4096})
     result = await run(client, "k", "print(len(open('small.txt', 'rb').read()))")
     assert result["stdout"] == "4096\n"
+    # Full to the last block: not even a new folder or a one-byte file goes in.
+    result = await run(client, "k", BRIM)
+    assert result["stdout"] == "full\n", result
+    for path in ("one.txt", "new/folder/one.txt"):
+        with pytest.raises(RemoteError) as info:
+            await client.call("upload_file", {"kernel_id": "k", "path": path, "data": b"1"})
+        assert info.value.type == "payload-too-large", (path, info.value)
 
 
 # ------------------------------------------------------------------ limits
+
+
+def test_the_label_gives_the_image_default() -> None:
+    base = {LABEL_LANG: "python3", LABEL_VERSION: "2"}
+    assert ImageInfo.from_labels("x", base).disk_kib == 1024 * 1024  # no label: 1 GiB
+    assert ImageInfo.from_labels("x", {**base, LABEL_MAXDISK: "2g"}).disk_kib == 2 * 1024 * 1024
+    assert ImageInfo.from_labels("x", {**base, LABEL_MAXDISK: "512m"}).disk_kib == 512 * 1024
 
 
 async def test_default_request_and_agent_cap(make_agent, rpc, run) -> None:

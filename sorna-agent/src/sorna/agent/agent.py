@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from sorna.common.constants import KERNEL_WORK_DIR
 from sorna.common.errors import CodecError
 from sorna.common.ids import AgentId, KernelId
 from sorna.common.keys import RedisKeys
@@ -500,9 +502,16 @@ class Agent:
         if len(params.data) > cap:
             raise PayloadTooLarge(f"{len(params.data)} bytes is over the {cap} byte cap")
         kernel.last_used = time.monotonic()
-        await asyncio.to_thread(
-            kernel.spec.scratch.write, params.path, bytes(params.data), self.backend.work_uid
-        )
+        try:
+            await asyncio.to_thread(
+                kernel.spec.scratch.write, params.path, bytes(params.data), self.backend.work_uid
+            )
+        except OSError as e:  # a folder on the way found the kernel's disk full
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise PayloadTooLarge(
+                f"no room left for {params.path!r} in {KERNEL_WORK_DIR}"
+            ) from None
         return Empty()
 
     async def _list_files(self, params: ListFilesParams) -> ListFilesResult:
