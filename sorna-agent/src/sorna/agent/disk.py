@@ -114,15 +114,20 @@ class DiskCaps:
         except OSError as e:
             raise DiskCapsUnavailable(f"no loop devices (/dev/loop-control: {e}); {hint}") from None
         self._ensure_root()
+        self._remove_probe()  # one an agent killed while it probed may have left
         probe = self.image_root / _PROBE_DIR
-        shutil.rmtree(probe, ignore_errors=True)
         (probe / "mnt").mkdir(mode=0o700, parents=True)
         try:
             self._attach(probe, "probe" + IMAGE_SUFFIX, probe / "mnt", MIN_DISK_KIB, None)
         except OSError as e:
             raise DiskCapsUnavailable(f"cannot mount a disk image: {e}; {hint}") from None
         finally:
-            self._release(probe, "probe" + IMAGE_SUFFIX, probe / "mnt")
+            self._remove_probe()
+
+    def _remove_probe(self) -> None:
+        probe = self.image_root / _PROBE_DIR
+        if probe.is_dir():
+            self._release(probe, "probe" + IMAGE_SUFFIX, probe / "mnt")  # unmounted first
             shutil.rmtree(probe, ignore_errors=True)
 
     def _ensure_root(self) -> None:
@@ -196,10 +201,7 @@ class DiskCaps:
                 for p in self.image_root.iterdir()
                 if p.name.endswith(IMAGE_SUFFIX)
             )
-            probe = self.image_root / _PROBE_DIR
-            if probe.is_dir():  # an agent killed while it probed
-                self._release(probe, "probe" + IMAGE_SUFFIX, probe / "mnt")
-                shutil.rmtree(probe, ignore_errors=True)
+            self._remove_probe()
         gone = sorted(found - set(keep))
         for kernel_id in gone:
             self.release(kernel_id, self.work_root / kernel_id)
