@@ -7,6 +7,10 @@
 2. Kernel creation: ``create_kernel`` through RPC (returns once the daemon listens) beside
    ``docker run -d`` of the same image (returns once the container started). Target ratio
    <= 1.3.
+3. The disk cap's cost: ``create_kernel`` + ``destroy_kernel`` on an agent with disk caps
+   (each kernel's /home/work a 1 GiB sparse ext4 image, loop-mounted) beside the same on an
+   agent without (``caps.max_disk_mib = 0``), alternated, and the attach (mkfs, loop, mount)
+   and release (unmount, remove) of one 1 GiB image alone.
 
 3. ``--local``: instead of 1 and 2, create-to-first-output of a local-backend python3 kernel
    (``create_kernel`` then ``execute`` of ``print(1)`` until ``finished``), beside the same
@@ -39,6 +43,7 @@ from sorna.common.rpc import RPCClient
 from sorna.common.servers import ValkeyServer
 
 AGENT_ID = "bench-agent"
+NO_DISK_AGENT_ID = "bench-agent-nodisk"
 
 
 def _load_repl_bench():  # type: ignore[no-untyped-def]
@@ -50,11 +55,16 @@ def _load_repl_bench():  # type: ignore[no-untyped-def]
 
 
 async def start_agent(
-    redis_url: str, scratch: Path, backend: str = "docker"
+    redis_url: str,
+    scratch: Path,
+    agent_id: str = AGENT_ID,
+    backend: str = "docker",
+    **settings: str,
 ) -> tuple[asyncio.subprocess.Process, str]:
     env = {
         **os.environ,
-        "SORNA_AGENT_ID": AGENT_ID,
+        **settings,
+        "SORNA_AGENT_ID": agent_id,
         "SORNA_BACKEND": backend,
         "SORNA_RPC_HOST": "127.0.0.1",
         "SORNA_RPC_PORT": "0",
@@ -67,7 +77,7 @@ async def start_agent(
     try:
         deadline = time.monotonic() + 60
         while True:
-            addr = await redis.hget(RedisKeys().agent(AGENT_ID), "addr")  # type: ignore[misc]
+            addr = await redis.hget(RedisKeys().agent(agent_id), "addr")  # type: ignore[misc]
             if addr:
                 return proc, addr.decode()
             if time.monotonic() > deadline or proc.returncode is not None:
@@ -110,7 +120,7 @@ async def create_to_first_output(backend: str, creates: int) -> list[float]:
     scratch = Path(tempfile.mkdtemp(prefix="sa-bench-", dir="/tmp"))
     times: list[float] = []
     with ValkeyServer() as valkey:
-        proc, addr = await start_agent(valkey.url, scratch, backend)
+        proc, addr = await start_agent(valkey.url, scratch, backend=backend)
         client = RPCClient(addr, timeout=60)
         try:
             for i in range(creates + 1):
@@ -147,6 +157,58 @@ async def local_main(creates: int) -> int:
     return 0
 
 
+def disk_attach_release(scratch: Path, rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds of attaching and of releasing one 1 GiB kernel disk, ``rounds`` times."""
+    from sorna.agent.disk import DiskCaps
+
+    disks = DiskCaps(scratch_root=scratch, work_root=scratch / "work")
+    attach, release = [], []
+    for i in range(rounds):
+        folder = scratch / "work" / f"d{i}"
+        folder.mkdir(parents=True)
+        t0 = time.perf_counter()
+        disks.attach(f"d{i}", folder, 1 << 20, 1000)
+        t1 = time.perf_counter()
+        disks.release(f"d{i}", folder)
+        attach.append(t1 - t0)
+        release.append(time.perf_counter() - t1)
+        folder.rmdir()
+    return attach, release
+
+
+async def create_destroy(client: RPCClient, kernel_id: str) -> float:
+    t0 = time.perf_counter()
+    await client.call("create_kernel", {"kernel_id": kernel_id, "lang": "python3", "owner": "b"})
+    took = time.perf_counter() - t0
+    await client.call("destroy_kernel", {"kernel_id": kernel_id})
+    return took
+
+
+async def disk_cost(redis_url: str, capped: RPCClient, creates: int) -> tuple[list[float], ...]:
+    """Creation times with and without the disk cap, alternated, and attach/release alone."""
+    scratch = Path(tempfile.mkdtemp(prefix="sa-bench-nd-", dir="/tmp"))
+    proc, addr = await start_agent(
+        redis_url, scratch, NO_DISK_AGENT_ID, SORNA_CAPS_MAX_DISK_MIB="0"
+    )
+    uncapped = RPCClient(addr, timeout=60)
+    with_cap, without = [], []
+    try:
+        for i in range(creates):
+            without.append(await create_destroy(uncapped, f"n{i}"))
+            with_cap.append(await create_destroy(capped, f"d{i}"))
+    finally:
+        await uncapped.close()
+        proc.terminate()
+        await proc.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
+    alone = Path(tempfile.mkdtemp(prefix="sa-bench-disk-", dir="/tmp"))
+    try:
+        attach, release = await asyncio.to_thread(disk_attach_release, alone, 4 * creates)
+    finally:
+        shutil.rmtree(alone, ignore_errors=True)
+    return with_cap, without, attach, release
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
@@ -178,6 +240,7 @@ async def main() -> int:
                 )
                 creates.append(time.perf_counter() - t0)
                 await client.call("destroy_kernel", {"kernel_id": f"c{i}"})
+            with_cap, without, attach, release = await disk_cost(valkey.url, client, args.creates)
         finally:
             await client.close()
             proc.terminate()
@@ -196,6 +259,14 @@ async def main() -> int:
     print(f"  create_kernel via RPC:     {c50 * 1000:.0f} ms")
     ratio = c50 / d50
     print(f"  ratio {ratio:.2f} (target <= 1.3: {'OK' if ratio <= 1.3 else 'over'})")
+    w50, n50 = statistics.median(with_cap), statistics.median(without)
+    print(f"disk cap (1 GiB loop-mounted ext4), median of {args.creates} alternated creates:")
+    print(f"  create_kernel without disk caps: {n50 * 1000:.0f} ms")
+    print(f"  create_kernel with the cap:      {w50 * 1000:.0f} ms")
+    print(f"  ratio {w50 / n50:.2f}, added {(w50 - n50) * 1000:.1f} ms")
+    a50, l50 = statistics.median(attach), statistics.median(release)
+    print(f"  attach alone (mkfs + loop + mount), median of {len(attach)}: {a50 * 1000:.1f} ms")
+    print(f"  release alone (unmount + remove):                 {l50 * 1000:.1f} ms")
     return 0
 
 

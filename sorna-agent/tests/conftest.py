@@ -49,6 +49,23 @@ def _local_daemons(marker: str) -> list[int]:
     return found
 
 
+def mounts_under(root: Path) -> list[str]:
+    """Mount points below ``root`` (from this process's mount table)."""
+    prefix = str(root.resolve()) + "/"
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")
+        if point.startswith(prefix):
+            found.append(point)
+    return found
+
+
+@pytest.fixture
+def mounts() -> Callable[[Path], list[str]]:
+    """``mounts(root)``: mount points below ``root``."""
+    return mounts_under
+
+
 @pytest.fixture(params=["docker", "local"])
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Both backends, for the tests that must pass on each."""
@@ -118,13 +135,19 @@ async def make_agent(redis_url: str, scratch_root: Path) -> AsyncIterator[AgentF
         daemons = _local_daemons(str(scratch_root))
         dirs = [
             p
-            for sub in ("work", "ipc")
+            for sub in ("work", "ipc", "disk")
             if (scratch_root / sub).is_dir()
             for p in (scratch_root / sub).iterdir()
         ]
+        mounts = mounts_under(scratch_root)
+        for mount in mounts:  # unmount before the scratch root is removed
+            await asyncio.to_thread(
+                subprocess.run, ["umount", "-l", mount], capture_output=True, check=False
+            )
         assert not leftovers, f"containers left behind: {leftovers}"
         assert not daemons, f"kernel processes left behind: {daemons}"
-        assert not dirs, f"scratch or ipc folders left behind: {dirs}"
+        assert not dirs, f"scratch, ipc or disk folders left behind: {dirs}"
+        assert not mounts, f"mounts left behind: {mounts}"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -76,6 +77,10 @@ def scratch_root() -> Iterator[Path]:
     try:
         yield root
     finally:
+        # Kernels' disks that a killed agent left mounted go first (lazily if still busy).
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            if line.split()[4].startswith(f"{root}/"):
+                subprocess.run(["umount", "-l", line.split()[4]], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -64,27 +64,32 @@ async def test_two_gateways_share_kernels_and_never_over_commit(
 
 
 def _kill_leftovers(root: Path) -> None:
-    """Kill processes (kernels of a SIGKILLed agent) whose working directory is under root."""
+    """Kill processes (kernels of a SIGKILLed agent) whose working directory is under root,
+    or that name one of its kernels' socket folders (the cwd of a kernel whose disk the next
+    agent detached lazily no longer shows a path under root)."""
+    sockdirs = []
+    for sockdir in Path(tempfile.gettempdir()).glob("sorna-local-*"):
+        try:
+            if str(root) in (sockdir / "policy.json").read_text():
+                sockdirs.append(str(sockdir).encode())
+        except OSError:
+            continue
     for pid_dir in Path("/proc").iterdir():
         if not pid_dir.name.isdigit():
             continue
         try:
             cwd = os.readlink(pid_dir / "cwd")
+            cmdline = (pid_dir / "cmdline").read_bytes()
         except OSError:
             continue
-        if cwd.startswith(str(root)):
+        if cwd.startswith(str(root)) or any(d in cmdline for d in sockdirs):
             try:
                 os.kill(int(pid_dir.name), signal.SIGKILL)
             except ProcessLookupError:
                 pass
     # Their socket folders too: the dead agent never ran its clean-up.
-    for sockdir in Path(tempfile.gettempdir()).glob("sorna-local-*"):
-        try:
-            policy = (sockdir / "policy.json").read_text()
-        except OSError:
-            continue
-        if str(root) in policy:
-            shutil.rmtree(sockdir, ignore_errors=True)
+    for sockdir in sockdirs:
+        shutil.rmtree(sockdir.decode(), ignore_errors=True)
 
 
 @pytest.fixture

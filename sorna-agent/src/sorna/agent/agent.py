@@ -54,6 +54,7 @@ from sorna.common.wire import WireMessage
 from .backend import KernelBackend, KernelSpec
 from .config import AgentSettings
 from .cpuset import CoreAllocator
+from .disk import DiskCaps
 from .dockerbackend import DockerBackend
 from .errors import (
     InstanceFull,
@@ -91,6 +92,7 @@ class Agent:
         self._backend: KernelBackend | None = None
         self._work_root = settings.scratch_root / "work"
         self._ipc_root = settings.scratch_root / "ipc"
+        self._disks = DiskCaps(scratch_root=settings.scratch_root, work_root=self._work_root)
         self._kernels: dict[KernelId, Kernel] = {}
         self._images: dict[str, ImageInfo] = {}
         self._cores = CoreAllocator(settings.cores or list(range(os.cpu_count() or 1)))
@@ -144,6 +146,10 @@ class Agent:
         s = self.settings
         for folder in (self._work_root, self._ipc_root):
             folder.mkdir(parents=True, exist_ok=True)
+        if s.caps.max_disk_mib:
+            await asyncio.to_thread(self._disks.probe)
+        else:
+            log.warning("caps.max_disk_mib = 0: no disk caps, kernels can fill the host's disk")
         self._redis = Redis.from_url(s.redis.url)
         await self._claim_id()  # before the backend touches any kernel labelled with the id
         self._backend = await self._start_backend()
@@ -400,7 +406,9 @@ class Agent:
             log.info("kernel %s does not answer; removing it", spec.kernel_id)
             await kernel.close()
             await self.backend.destroy(spec.kernel_id)
-        # Scratch and ipc folders of kernels that are gone.
+        # Disks, scratch and ipc folders of kernels that are gone (unmounted before removal).
+        for gone in await asyncio.to_thread(self._disks.clean, set(self._kernels)):
+            log.info("released the disk of gone kernel %s", gone)
         for root in (self._work_root, self._ipc_root):
             for folder in root.iterdir():
                 if folder.name not in self._kernels:
@@ -421,7 +429,7 @@ class Agent:
         stats = (await self._refresh_usage(kernel)).to_wire()
         await kernel.close(reason)
         await self.backend.destroy(kernel_id)
-        await asyncio.to_thread(_remove_dirs, kernel.spec)
+        await asyncio.to_thread(_remove_dirs, kernel.spec, self._disks)
         self._cores.release(kernel_id)
         log.info("kernel %s terminated: %s", kernel_id, reason)
         if self._registry is not None:
@@ -509,12 +517,12 @@ class Agent:
         kernel = self._new_kernel(spec)
         self._kernels[kernel_id] = kernel
         try:
-            await asyncio.to_thread(_make_dirs, spec, self.backend.work_uid(spec))
+            await asyncio.to_thread(_make_dirs, spec, self.backend.work_uid(spec), self._disks)
             endpoint = await self.backend.create(spec)
         except BaseException as e:
             self._kernels.pop(kernel_id, None)
             self._cores.release(kernel_id)
-            await asyncio.to_thread(_remove_dirs, spec)
+            await asyncio.to_thread(_remove_dirs, spec, self._disks)
             if isinstance(e, OSError):
                 raise KernelCreationFailed(f"kernel {kernel_id}: {e}") from None
             raise
@@ -589,14 +597,17 @@ class Agent:
         return ResetResult(destroyed=destroyed)
 
 
-def _make_dirs(spec: KernelSpec, uid: int | None) -> None:
+def _make_dirs(spec: KernelSpec, uid: int | None, disks: DiskCaps) -> None:
     spec.scratch.create(uid)
+    if spec.limits.disk_kib:  # mounted before the kernel exists: nothing of its is on the path
+        disks.attach(spec.kernel_id, spec.scratch.root, spec.limits.disk_kib, uid)
     spec.ipc_dir.mkdir(parents=True, exist_ok=True)
     if uid is not None:
         os.chown(spec.ipc_dir, uid, uid)
 
 
-def _remove_dirs(spec: KernelSpec) -> None:
+def _remove_dirs(spec: KernelSpec, disks: DiskCaps) -> None:
+    disks.release(spec.kernel_id, spec.scratch.root)
     for folder in (spec.scratch.root, spec.ipc_dir):
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -42,6 +42,11 @@ class CapsSettings:
     max_exec_timeout_ms: int = setting(600_000, "longest execution timeout (ms; 0 = no cap)")
     pids_limit: int = setting(256, "processes and threads per kernel")
     tmp_size_mib: int = setting(64, "size of each kernel's /tmp tmpfs (MiB)")
+    max_disk_mib: int = setting(
+        4096,
+        "largest disk cap of one kernel's /home/work (MiB; a loop-mounted ext4, needs root and"
+        " loop devices); 0 = no disk caps at all: kernels may fill the host's disk",
+    )
     max_upload_bytes: int = setting(1 << 20, "largest file accepted by upload_file")
     max_output_file_bytes: int = setting(5 << 20, "largest output file listed after a run")
     max_download_chunk: int = setting(1 << 20, "largest chunk download_file returns")

@@ -28,8 +28,11 @@ LABEL_LANG: Final = "io.sorna.lang"
 LABEL_MAXMEM: Final = "io.sorna.maxmem"
 LABEL_MAXCORES: Final = "io.sorna.maxcores"
 LABEL_TIMEOUT: Final = "io.sorna.timeout"
+LABEL_MAXDISK: Final = "io.sorna.maxdisk"
 LABEL_FEATURES: Final = "io.sorna.features"
 LABEL_ENVS_CORECOUNT: Final = "io.sorna.envs.corecount"
+#: A kernel's disk cap (its /home/work) where the image has no io.sorna.maxdisk label.
+DEFAULT_MAXDISK: Final = "1g"
 
 #: Paths inside a kernel container.
 KERNEL_WORK_DIR: Final = "/home/work"

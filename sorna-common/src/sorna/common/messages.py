@@ -29,11 +29,16 @@ class PingResult(WireMessage):
 
 @dataclass(frozen=True, slots=True)
 class KernelLimits(WireMessage):
-    """Resource limits asked for a kernel; None means the image's default."""
+    """Resource limits asked for a kernel; None means the image's default.
+
+    ``disk_kib`` caps the kernel's /home/work (0 or None: the image's default; in a result,
+    0 means the agent caps no disks).
+    """
 
     mem_kib: int | None = None
     cpus: float | None = None
     exec_timeout_ms: int | None = None
+    disk_kib: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

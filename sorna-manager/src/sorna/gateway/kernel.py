@@ -78,11 +78,23 @@ async def create(request: web.Request) -> web.Response:
         raise InvalidAPIParams(f"limits.maxMem must be between 1 and {WIRE_INT_MAX} (KiB)")
     if timeout is not None and not 0 <= timeout <= WIRE_INT_MAX:
         raise InvalidAPIParams(f"limits.execTimeout must be between 0 and {WIRE_INT_MAX} (ms)")
+    disk = _disk_limit(limits_in)
     field(data, "mounts", list, default=[])
     kernel_id, created = await request.app[K.KERNELS].get_or_create(
-        _owner(request), lang, token, KernelLimits(mem_kib=mem, exec_timeout_ms=timeout)
+        _owner(request),
+        lang,
+        token,
+        KernelLimits(mem_kib=mem, exec_timeout_ms=timeout, disk_kib=disk),
     )
     return web.json_response({"kernelId": kernel_id, "created": created}, status=201)
+
+
+def _disk_limit(limits: dict[str, Any]) -> int | None:
+    """``maxDisk`` (KiB; 0 or absent: the image's default; the agent clamps it to its cap)."""
+    disk = field(limits, "maxDisk", int, default=None)
+    if disk is not None and not 0 <= disk <= WIRE_INT_MAX:
+        raise InvalidAPIParams(f"limits.maxDisk must be between 0 and {WIRE_INT_MAX} (KiB)")
+    return disk or None
 
 
 @rate_exempt

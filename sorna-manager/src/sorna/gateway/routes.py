@@ -33,7 +33,21 @@ CREATE_BODY: Final = {
     "properties": {
         "lang": _STR,
         "clientSessionToken": {"type": "string", "pattern": "^[A-Za-z0-9._-]{4,64}$"},
-        "limits": {"type": "object", "properties": {"maxMem": _INT, "execTimeout": _INT}},
+        "limits": {
+            "type": "object",
+            "properties": {
+                "maxMem": _INT,
+                "execTimeout": _INT,
+                "maxDisk": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "cap of the kernel's /home/work in KiB (writes past it fail"
+                    " with ENOSPC, uploads with 413); 0 or absent: the image's default (1 GiB"
+                    " unless its io.sorna.maxdisk label says otherwise); clamped to the agent's"
+                    " caps.max_disk_mib",
+                },
+            },
+        },
         "mounts": {"type": "array", "items": _STR},
     },
 }

@@ -363,6 +363,8 @@ class KernelManager:
                 raise KernelNotFound(f"no kernel {kernel}") from e
             if e.type in ("invalid-params", "invalid-api-params", "bad-request"):
                 raise InvalidAPIParams(e.message) from e
+            if e.type == "payload-too-large":  # e.g. an upload past the kernel's disk cap
+                raise PayloadTooLarge(e.message) from e
             raise failure(
                 e.message, agent_details={"type": e.type, "message": e.message, "data": e.data}
             ) from e

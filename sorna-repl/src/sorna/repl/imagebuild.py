@@ -77,6 +77,7 @@ class KernelSpec:
     maxmem: str = "256m"
     maxcores: int = 1
     timeout: int = 30
+    maxdisk: str = C.DEFAULT_MAXDISK
     features: tuple[str, ...] = ("query", "batch", "user-input")
     corecount_envs: tuple[str, ...] = ()
     #: The daemon file copied from ``kernels/<lang>/`` into /home/sorna.
@@ -93,6 +94,7 @@ class KernelSpec:
             C.LABEL_MAXMEM: self.maxmem,
             C.LABEL_MAXCORES: str(self.maxcores),
             C.LABEL_TIMEOUT: str(self.timeout),
+            C.LABEL_MAXDISK: self.maxdisk,
             C.LABEL_FEATURES: " ".join(self.features),
             C.LABEL_ENVS_CORECOUNT: ",".join(self.corecount_envs),
         }
