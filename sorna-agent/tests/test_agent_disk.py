@@ -305,7 +305,8 @@ async def test_a_failed_create_leaves_no_disk(redis_url, scratch_root) -> None:
         scratch_root=scratch_root,
         redis=RedisSettings(url=redis_url),
     )
-    agent = Agent(settings=settings, backend=_FailingBackend())
+    backend = _FailingBackend(ipc_root=scratch_root / "ipc", state_root=scratch_root / "local")
+    agent = Agent(settings=settings, backend=backend)
     await agent.start()
     client = RPCClient(agent.address, timeout=60)
     try:

@@ -152,6 +152,15 @@ class Agent:
             log.warning("caps.max_disk_mib = 0: no disk caps, kernels can fill the host's disk")
         self._redis = Redis.from_url(s.redis.url)
         await self._claim_id()  # before the backend touches any kernel labelled with the id
+        try:
+            await self._start_serving()
+        except BaseException:
+            await self.close()  # whatever was started (Redis, backend, pool) is let go
+            raise
+
+    async def _start_serving(self) -> None:
+        s = self.settings
+        assert self._redis is not None  # made by start() before the id claim
         self._backend = await self._start_backend()
         self._images = await self.backend.images()
         # Kernels' files get threads of their own: whatever a kernel does to its folder

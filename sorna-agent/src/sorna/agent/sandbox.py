@@ -23,6 +23,7 @@ folders, sockets) exists for it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -32,8 +33,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import sorna.common
-import sorna.repl
 from sorna.repl.localkernel import KERNELS_DIR, Launch, daemon_argv
 
 #: The bubblewrap program the agent runs by default (Debian's ``bubblewrap``).
@@ -60,6 +59,16 @@ _ETC_ENTRIES = (
 #: util-linux programs the sandbox uses (setpriv runs inside it, from its read-only /usr).
 SETPRIV = "/usr/bin/setpriv"
 PRLIMIT = "/usr/bin/prlimit"
+#: The Sorna packages kernels import (the daemons, and the media library of python3 kernels),
+#: found without importing them: editable installs keep them outside the interpreter's prefix.
+KERNEL_SIDE_PACKAGES = (
+    "sorna.repl",
+    "sorna.common",
+    "sorna.types",
+    "sorna.drawing",
+    "sorna.display",
+    "sorna.matplotlib",
+)
 #: How long the probe's trial sandbox may take.
 PROBE_TIMEOUT = 20.0
 
@@ -93,9 +102,10 @@ def runtime_paths(lang: str) -> list[Path]:
         paths.append(Path(prefix))
     # Only the packages the daemons import, never the whole checkout (a data folder or the
     # admin keypair may sit beside them).
-    for module in (sorna.repl, sorna.common):
-        if module.__file__ is not None:
-            paths.append(Path(module.__file__).resolve().parent)
+    for name in KERNEL_SIDE_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            paths.extend(Path(p).resolve() for p in spec.submodule_search_locations)
     paths.append((KERNELS_DIR / lang).resolve())
     return _outermost(paths)
 
