@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,9 +18,17 @@ from redis.asyncio import Redis
 
 from sorna.agent.agent import Agent
 from sorna.common.config import DatabaseSettings
-from sorna.common.servers import PostgresServer, free_port
+from sorna.common.servers import PostgresServer
 from sorna.gateway import keys as K
-from sorna.gateway.testing import API, Gateway
+from sorna.gateway.testing import (
+    API,
+    Gateway,
+    agent_env,
+    kill_processes_under,
+    spawn_agent,
+    stop_process,
+    until,
+)
 from sorna.manager.config import ManagerSettings
 
 PROB = "https://api.sorna.io/probs/"
@@ -63,83 +70,23 @@ async def test_two_gateways_share_kernels_and_never_over_commit(
 # ------------------------------------------------------------------ agent killed
 
 
-def _kill_leftovers(root: Path) -> None:
-    """Kill processes (kernels of a SIGKILLed agent) whose working directory is under root,
-    or that name one of its kernels' socket folders (the cwd of a kernel whose disk the next
-    agent detached lazily no longer shows a path under root)."""
-    sockdirs = []
-    for sockdir in Path(tempfile.gettempdir()).glob("sorna-local-*"):
-        try:
-            if str(root) in (sockdir / "policy.json").read_text():
-                sockdirs.append(str(sockdir).encode())
-        except OSError:
-            continue
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(pid_dir / "cwd")
-            cmdline = (pid_dir / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if cwd.startswith(str(root)) or any(d in cmdline for d in sockdirs):
-            try:
-                os.kill(int(pid_dir.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    # Their socket folders too: the dead agent never ran its clean-up.
-    for sockdir in sockdirs:
-        shutil.rmtree(sockdir.decode(), ignore_errors=True)
-
-
 @pytest.fixture
-def agent_process(redis_url: str, scratch_root: Path) -> Iterator[subprocess.Popen[bytes] | None]:
+def agent_process(redis_url: str, scratch_root: Path) -> Iterator[object]:
+    """``start()`` agent processes that share one id, address and scratch root."""
     procs: list[subprocess.Popen[bytes]] = []
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SORNA_")},
-        "SORNA_AGENT_ID": "gw-killable",
-        "SORNA_RPC_HOST": "127.0.0.1",
-        "SORNA_RPC_PORT": str(port),
-        "SORNA_BACKEND": "local",
-        "SORNA_SCRATCH_ROOT": str(scratch_root),
-        "SORNA_HEARTBEAT_INTERVAL": "0.5",
-        "SORNA_FLUSH_INTERVAL": "0.5",
-        "SORNA_REDIS_URL": redis_url,
-        "SORNA_LOGGING_LEVEL": "WARNING",
-    }
+    env = agent_env(agent_id="gw-killable", scratch_root=scratch_root, redis_url=redis_url)
 
     def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sorna.agent.cli"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = spawn_agent(env)
         procs.append(proc)
         return proc
 
     try:
-        yield start  # type: ignore[misc]
+        yield start
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        _kill_leftovers(scratch_root)
-
-
-async def _wait(cond, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await cond():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
+            stop_process(proc, grace=10)
+        kill_processes_under(scratch_root)
 
 
 @pytest.mark.slow
@@ -152,7 +99,7 @@ async def test_agent_killed_mid_run(gateway: Gateway, agent_process, redis: Redi
     async def agent_alive() -> bool:
         return bool(await redis.exists(keys.agent_alive("gw-killable")))  # type: ignore[arg-type]
 
-    await _wait(agent_alive)
+    await until(agent_alive)
     api = await gateway.api()
     status, body = await create(api, "doomed")
     assert status == 201, body
@@ -188,7 +135,7 @@ async def test_agent_killed_mid_run(gateway: Gateway, agent_process, redis: Redi
         kp = await gateway.app[K.KEYPAIRS].update(api.keypair.access_key)
         return kp is not None and kp.concurrency_used == 0
 
-    await _wait(settled)
+    await until(settled)
     row = await gateway.app[K.DB].fetchrow(  # type: ignore[attr-defined]
         "SELECT status, termination_reason FROM kernels WHERE id = $1::uuid", kid
     )
@@ -202,7 +149,7 @@ async def test_agent_killed_mid_run(gateway: Gateway, agent_process, redis: Redi
     async def taken_back() -> bool:
         return bool(await agent_alive()) and not await redis.exists(keys.agent_lost("gw-killable"))  # type: ignore[arg-type]
 
-    await _wait(taken_back)
+    await until(taken_back)
     status, body = await create(api, "reborn")
     assert status == 201, body
     status, r = await api.json("POST", f"/v2/kernel/{body['kernelId']}", {"code": "print(2)"})
@@ -227,7 +174,7 @@ async def test_redis_flushed_recovers(gateway: Gateway, agent: Agent, redis: Red
         status, _ = await create(api, "after-flush")
         return status == 201
 
-    await _wait(creatable, within=5.0)  # two heartbeats are 1 s here
+    await until(creatable, within=5.0)  # two heartbeats are 1 s here
     status, again = await create(api, "survivor")
     assert again == {"kernelId": kid, "created": False}
     # The event stream's consumer group is recreated: kernel_terminated still settles kernels.
@@ -269,7 +216,7 @@ async def test_postgres_stopped_gives_503_then_recovers(  # type: ignore[no-unty
         async def back() -> bool:
             return (await api.json("GET", "/v2/authorize"))[0] == 200
 
-        await _wait(back, within=30)
+        await until(back, within=30)
     finally:
         if pg.running:
             await asyncio.to_thread(pg.stop)

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +21,8 @@ from sorna.common.keys import RedisKeys
 from sorna.common.servers import free_port
 from sorna.common.testing.plugin import require_docker
 from sorna.gateway import keys as K
-from sorna.gateway.testing import Gateway
+from sorna.gateway.testing import Gateway, agent_env, kill_processes_under, stop_process, until
+from sorna.gateway.testing import spawn_agent as launch_agent
 from sorna.manager.config import ManagerSettings
 
 PROB = "https://api.sorna.io/probs/"
@@ -33,28 +30,6 @@ PROB = "https://api.sorna.io/probs/"
 RPC_TIMEOUT = 120.0
 
 Spawn = Callable[[], "subprocess.Popen[bytes]"]
-
-
-def _end_orphans(root: Path) -> None:
-    """End kernel processes a SIGKILLed agent left running in ``root`` and their sockets."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            continue
-        if cwd.startswith(str(root)):
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    for folder in Path(tempfile.gettempdir()).glob("sorna-local-*"):
-        try:
-            if str(root) in (folder / "policy.json").read_text():
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            continue
 
 
 @pytest.fixture
@@ -66,28 +41,18 @@ def agent_id() -> str:
 def spawn_agent(redis_url: str, scratch_root: Path, agent_id: str) -> Iterator[Spawn]:
     """Start agent processes that share one id, address and scratch root."""
     procs: list[subprocess.Popen[bytes]] = []
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SORNA_")},
-        "SORNA_AGENT_ID": agent_id,
-        "SORNA_RPC_HOST": "127.0.0.1",
-        "SORNA_RPC_PORT": str(free_port()),
-        "SORNA_BACKEND": "local",
-        "SORNA_SCRATCH_ROOT": str(scratch_root),
+    env = agent_env(
+        agent_id=agent_id,
+        scratch_root=scratch_root,
+        redis_url=redis_url,
         # Alive for 3 x 3 s after the last heartbeat: a restart is seen by its boot id, not as
         # a lost agent. The run never reports `continued`: its one RPC stays in flight.
-        "SORNA_HEARTBEAT_INTERVAL": "3",
-        "SORNA_FLUSH_INTERVAL": "600",
-        "SORNA_REDIS_URL": redis_url,
-        "SORNA_LOGGING_LEVEL": "WARNING",
-    }
+        SORNA_HEARTBEAT_INTERVAL="3",
+        SORNA_FLUSH_INTERVAL="600",
+    )
 
     def spawn() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sorna.agent.cli"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = launch_agent(env)
         procs.append(proc)
         return proc
 
@@ -95,20 +60,8 @@ def spawn_agent(redis_url: str, scratch_root: Path, agent_id: str) -> Iterator[S
         yield spawn
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        _end_orphans(scratch_root)
-
-
-async def _until(cond: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
-    async with asyncio.timeout(within):
-        while not await cond():  # noqa: ASYNC110 - polling state outside this process
-            await asyncio.sleep(0.05)
+            stop_process(proc, grace=10)
+        kill_processes_under(scratch_root)
 
 
 @pytest.mark.slow
@@ -127,7 +80,7 @@ async def test_restarted_agent_fails_runs_in_flight_at_once(  # type: ignore[no-
         return raw.decode() if raw else ""
 
     first = spawn_agent()
-    await _until(boot)
+    await until(boot)
     old_boot = await boot()
     kp = await gw.keypair()
     # One kernel per gateway, each with a run in flight: each gateway fails its own calls.
@@ -145,7 +98,7 @@ async def test_restarted_agent_fails_runs_in_flight_at_once(  # type: ignore[no-
         for api, kid in zip(apis, kids, strict=True)
     ]
     markers = [scratch_root / "work" / kid / "started" for kid in kids]
-    await _until(lambda: asyncio.sleep(0, all(m.exists() for m in markers)))
+    await until(lambda: asyncio.sleep(0, all(m.exists() for m in markers)))
 
     first.send_signal(signal.SIGKILL)
     await asyncio.to_thread(first.wait)
@@ -166,7 +119,7 @@ async def test_restarted_agent_fails_runs_in_flight_at_once(  # type: ignore[no-
         row = await gw.app[K.KEYPAIRS].update(kp.access_key)
         return row is not None and row.concurrency_used == 0
 
-    await _until(settled)
+    await until(settled)
     api = apis[0]
     for kid in kids:
         row = await gw.app[K.DB].fetchrow(  # type: ignore[attr-defined]
@@ -222,7 +175,7 @@ async def test_kernels_kept_by_a_restarted_agent_stay(  # type: ignore[no-untype
             got = await redis.get(keys.agent_settled_boot(settings.agent_id))  # type: ignore[arg-type]
             return got is not None and got.decode() == boot
 
-        await _until(recorded)  # the gateway has seen the new boot and settled what was lost
+        await until(recorded)  # the gateway has seen the new boot and settled what was lost
         status, r = await api.json("POST", f"/v2/kernel/{kid}", {"code": "print(x + 1)"})
         assert status == 200 and r["result"]["console"] == [["stdout", "42\n"]], r
         assert (await api.json("GET", f"/v2/kernel/{kid}"))[0] == 200

@@ -8,8 +8,6 @@ cases are marked ``docker``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ctypes
 import json
 import os
@@ -17,9 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,8 +25,16 @@ import pytest
 from redis.asyncio import Redis
 
 from sorna.common.keys import RedisKeys
-from sorna.common.servers import free_port
-from sorna.gateway.testing import API, Gateway
+from sorna.gateway.testing import (
+    API,
+    Gateway,
+    agent_env,
+    kill_processes_under,
+    processes_under,
+    spawn_agent,
+    stop_process,
+    until,
+)
 
 BACKENDS = ["local", pytest.param("docker", marks=pytest.mark.docker)]
 #: The agent's /tmp cap for kernels in these tests (MiB).
@@ -75,30 +79,14 @@ class Stack:
 
 
 def _agent_env(backend: str, scratch_root: Path, redis_url: str, secret: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SORNA_")},
-        "SORNA_AGENT_ID": f"rt-{uuid.uuid4().hex[:8]}",
-        "SORNA_RPC_HOST": "127.0.0.1",
-        "SORNA_RPC_PORT": str(free_port()),
-        "SORNA_BACKEND": backend,
-        "SORNA_SCRATCH_ROOT": str(scratch_root),
-        "SORNA_HEARTBEAT_INTERVAL": "0.5",
-        "SORNA_FLUSH_INTERVAL": "0.5",
-        "SORNA_REDIS_URL": redis_url,
-        "SORNA_LOGGING_LEVEL": "WARNING",
-        "SORNA_CAPS_TMP_SIZE_MIB": str(TMP_CAP_MIB),
+    return agent_env(
+        agent_id=f"rt-{uuid.uuid4().hex[:8]}",
+        scratch_root=scratch_root,
+        redis_url=redis_url,
+        backend=backend,
+        SORNA_CAPS_TMP_SIZE_MIB=str(TMP_CAP_MIB),
         # Stand-in for the database URL and other secrets an agent's environment holds.
-        "RT_AGENT_SECRET": secret,
-    }
-
-
-def _spawn_agent(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sorna.agent.cli"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        RT_AGENT_SECRET=secret,
     )
 
 
@@ -107,49 +95,13 @@ def _docker_socket() -> str | None:
     return DOCKER_SOCKET if os.path.exists(DOCKER_SOCKET) else None
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _processes_under(root: Path) -> list[int]:
-    """Processes whose working folder is below ``root`` (kernels of that agent)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(entry / "cwd").startswith(str(root)):
-                    found.append(int(entry.name))
-    return found
-
-
-def _kill_under(root: Path) -> None:
-    for pid in _processes_under(root):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-async def _until(cond, within: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await cond():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
 def scratch_root() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
     try:
         yield root
     finally:
-        _kill_under(root)
+        kill_processes_under(root)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -159,7 +111,7 @@ async def agent_starter(redis_url: str, redis: Redis, scratch_root: Path) -> Asy
 
     async def start(backend: str, secret: str, **env: str) -> subprocess.Popen[bytes]:
         full = {**_agent_env(backend, scratch_root, redis_url, secret), **env}
-        proc = _spawn_agent(full)
+        proc = spawn_agent(full)
         procs.append(proc)
         keys = RedisKeys()
 
@@ -167,14 +119,14 @@ async def agent_starter(redis_url: str, redis: Redis, scratch_root: Path) -> Asy
             assert proc.poll() is None, "the agent exited"
             return bool(await redis.exists(keys.agent_alive(full["SORNA_AGENT_ID"])))  # type: ignore[arg-type]
 
-        await _until(alive, 60)
+        await until(alive, 60)
         return proc
 
     try:
         yield start
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -482,7 +434,7 @@ async def test_kernels_of_a_sigkilled_agent_are_ended_by_the_next(
     kernel = await stack.kernel()
     # A child that outlives its run, as a tenant's background job would.
     await stack.run(kernel, "import subprocess\nsubprocess.Popen(['sleep', '600'])\nprint(1)")
-    assert _processes_under(scratch_root)
+    assert processes_under(scratch_root)
     agent.send_signal(signal.SIGKILL)
     agent.wait()
     await agent_starter("local", "s", SORNA_AGENT_ID="rt-killed")
@@ -490,9 +442,9 @@ async def test_kernels_of_a_sigkilled_agent_are_ended_by_the_next(
     async def none_left() -> bool:
         # The agent that replaces it also removes the dead kernel's state (it may still be
         # starting: the dead one's registry entry outlives it a little).
-        return not _processes_under(scratch_root) and not (scratch_root / "local" / kernel).exists()
+        return not processes_under(scratch_root) and not (scratch_root / "local" / kernel).exists()
 
-    await _until(none_left, 30)
+    await until(none_left, 30)
 
 
 async def test_local_kernel_memory_is_capped_across_a_restart(

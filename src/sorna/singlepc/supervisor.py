@@ -250,6 +250,7 @@ class Supervisor:
         self.say(f"backend: {backend} ({reason})")
         if backend == "local":
             await self._check_local_sandbox(env)
+        self._check_disk_caps(env)
         gateway = Child(
             "gateway",
             [sys.executable, "-m", "sorna.manager.cli", "serve"],
@@ -288,6 +289,16 @@ class Supervisor:
         self.say(f"client configuration: {path}")
         if backup is not None:
             self.say(f"  (the previous one is kept as {backup})")
+
+    def _check_disk_caps(self, env: dict[str, str]) -> None:
+        """Per-kernel disks are loop mounts, which need root: say so when they are off."""
+        if os.geteuid() == 0 or "SORNA_CAPS_MAX_DISK_MIB" in env:
+            return
+        self.say(
+            "NOTE: kernels' /home/work has no disk cap (per-kernel disks need root and loop "
+            "devices): a kernel can fill this machine's disk"
+        )
+        env["SORNA_CAPS_MAX_DISK_MIB"] = "0"
 
     async def _check_local_sandbox(self, env: dict[str, str]) -> None:
         """Refuse an unsandboxed local backend unless asked for; say so loudly if asked."""

@@ -1,16 +1,25 @@
-"""Test helpers: a signing API client and a running gateway (used by the test suites)."""
+"""Test helpers: a signing API client, a running gateway, and agents as child processes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime
 import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from sorna.common.servers import free_port
 from sorna.gateway import keys as K
 from sorna.gateway import signing
 from sorna.gateway.server import GatewayRunner
@@ -108,3 +117,83 @@ class Gateway:
 
     async def api(self, **kw: Any) -> API:
         return self.admin.with_keypair(await self.keypair(**kw))
+
+
+# -- agents as child processes (the tests that kill or restart one) ------------------------
+
+
+def agent_env(
+    *, agent_id: str, scratch_root: Path, redis_url: str, backend: str = "local", **settings: str
+) -> dict[str, str]:
+    """The environment of a ``sorna-agent`` child: this one's minus every ``SORNA_*`` setting
+    (so the developer's own never leak in), a free RPC port, quick heartbeats; ``settings``
+    (``SORNA_*`` names) last."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SORNA_")},
+        "SORNA_AGENT_ID": agent_id,
+        "SORNA_RPC_HOST": "127.0.0.1",
+        "SORNA_RPC_PORT": str(free_port()),
+        "SORNA_BACKEND": backend,
+        "SORNA_SCRATCH_ROOT": str(scratch_root),
+        "SORNA_HEARTBEAT_INTERVAL": "0.5",
+        "SORNA_FLUSH_INTERVAL": "0.5",
+        "SORNA_REDIS_URL": redis_url,
+        "SORNA_LOGGING_LEVEL": "WARNING",
+        **settings,
+    }
+
+
+def spawn_agent(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``sorna-agent`` as a child process with ``env``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sorna.agent.cli"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """SIGTERM ``proc``, SIGKILL it if it outlives ``grace`` seconds, and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def processes_under(root: Path) -> list[int]:
+    """Processes working below ``root`` or naming it on their command line: the kernels of an
+    agent whose scratch root it is (a sandbox's command line names its folders)."""
+    found = []
+    marker = str(root).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if (
+                os.readlink(entry / "cwd").startswith(str(root))
+                or marker in (entry / "cmdline").read_bytes()
+            ):
+                found.append(int(entry.name))
+    return found
+
+
+def kill_processes_under(root: Path) -> None:
+    """SIGKILL :func:`processes_under` ``root`` (what a SIGKILLed agent left running)."""
+    for pid in processes_under(root):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def until(cond: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    """Poll ``cond`` (state outside this process) until it holds; fail after ``within`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {within:g} s")
+        await asyncio.sleep(0.05)
