@@ -145,3 +145,38 @@ def test_a_file_with_other_hard_links_is_not_written(tree) -> None:
     with pytest.raises(InvalidApiParams, match="hard links"):
         Scratch(root).write("twin", b"overwritten", owner_uid=None)
     assert (root / "d" / "f").read_bytes() == b"inside"
+
+
+def test_a_pinned_repl_socket_stays_the_one_it_was(tmp_path: Path) -> None:
+    """The agent connects to a kernel's REPL socket through a descriptor: once pinned, the name
+    swapped for a link to another socket still reaches the kernel's own, and a name that is a
+    link (or no socket) is refused at once."""
+    import zmq
+
+    ctx = zmq.Context()
+    try:
+        own, other = ctx.socket(zmq.PULL), ctx.socket(zmq.PULL)
+        own.bind(f"ipc://{tmp_path / 'repl-in.sock'}")
+        other.bind(f"ipc://{tmp_path / 'host.sock'}")
+        fd = safefs.pin_socket(str(tmp_path / "repl-in.sock"))
+        try:
+            # The kernel swaps its socket's name for a link to a host socket.
+            os.rename(tmp_path / "repl-in.sock", tmp_path / "moved.sock")
+            os.symlink(tmp_path / "host.sock", tmp_path / "repl-in.sock")
+            push = ctx.socket(zmq.PUSH)
+            push.connect(f"ipc:///proc/self/fd/{fd}")
+            push.send(b"code")
+            assert own.poll(5000) and own.recv() == b"code"
+            assert not other.poll(100)
+            push.close(linger=0)
+        finally:
+            os.close(fd)
+        with pytest.raises(OSError) as linked:
+            safefs.pin_socket(str(tmp_path / "repl-in.sock"))
+        assert linked.value.errno == errno.ENOTSOCK  # O_PATH|O_NOFOLLOW holds the link itself
+        (tmp_path / "plain").write_bytes(b"")
+        with pytest.raises(OSError) as plain:
+            safefs.pin_socket(str(tmp_path / "plain"))
+        assert plain.value.errno == errno.ENOTSOCK
+    finally:
+        ctx.destroy(linger=0)

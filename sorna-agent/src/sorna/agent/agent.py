@@ -60,6 +60,7 @@ from .errors import (
     InstanceFull,
     InvalidApiParams,
     KernelCreationFailed,
+    KernelExecutionFailed,
     KernelNotFound,
     PayloadTooLarge,
     UnsupportedLang,
@@ -405,8 +406,12 @@ class Agent:
         for spec in specs:
             endpoint = await self.backend.adopt(spec)
             kernel = self._new_kernel(spec)
+            attached = False
             if endpoint is not None:
-                kernel.attach(endpoint)
+                with contextlib.suppress(KernelExecutionFailed):
+                    kernel.attach(endpoint)
+                    attached = True
+            if attached:
                 if await kernel.ping():
                     self._cores.adopt(spec.kernel_id, spec.cores)
                     self._kernels[spec.kernel_id] = kernel
@@ -456,7 +461,12 @@ class Agent:
             log.warning("kernel %s did not come back from a restart", kernel.spec.kernel_id)
             self._spawn(self._terminate(kernel, TerminationReason.EXITED))
             raise
-        kernel.attach(endpoint)
+        try:
+            kernel.attach(endpoint)
+        except KernelExecutionFailed:
+            log.warning("kernel %s came back without its REPL sockets", kernel.spec.kernel_id)
+            self._spawn(self._terminate(kernel, TerminationReason.EXITED))
+            raise
         log.info("kernel %s restarted", kernel.spec.kernel_id)
 
     def _files(self) -> ThreadPoolExecutor:
@@ -528,6 +538,11 @@ class Agent:
         try:
             await asyncio.to_thread(_make_dirs, spec, self.backend.work_uid(spec), self._disks)
             endpoint = await self.backend.create(spec)
+            try:
+                kernel.attach(endpoint)
+            except KernelExecutionFailed as e:  # its sockets are not what they should be
+                await self.backend.destroy(kernel_id)
+                raise KernelCreationFailed(str(e)) from None
         except BaseException as e:
             self._kernels.pop(kernel_id, None)
             self._cores.release(kernel_id)
@@ -535,7 +550,6 @@ class Agent:
             if isinstance(e, OSError):
                 raise KernelCreationFailed(f"kernel {kernel_id}: {e}") from None
             raise
-        kernel.attach(endpoint)
         log.info("kernel %s created: %s, %s", kernel_id, lang, limits)
         if self._registry is not None:
             await self._registry.publish(KernelStarted(kernel_id=kernel_id, agent_id=self.agent_id))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -23,6 +24,7 @@ from sorna.common.types import ExecMode, KernelStatus, RunStatus, TerminationRea
 from sorna.repl.client import ReplClient
 from sorna.repl.protocol import CompletePayload, InputOp, OutputOp, json_payload
 
+from . import safefs
 from .backend import Endpoint, KernelSpec
 from .errors import InvalidApiParams, KernelExecutionFailed
 from .files import Snapshot, changed_files, display_name
@@ -67,6 +69,7 @@ class Kernel:
         self._restarter = restarter
         self._file_pool = file_pool
         self._client: ReplClient | None = None
+        self._pinned: list[int] = []
         self._reader: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[Run] = asyncio.Queue()
         self._runs: dict[RunId, Run] = {}
@@ -90,7 +93,10 @@ class Kernel:
     def attach(self, endpoint: Endpoint) -> None:
         """Connect to the daemon and start reading (and driving runs, the first time)."""
         self.detach()
-        self._client = ReplClient(endpoint.input_addr, endpoint.output_addr, frame_timeout=None)
+        # The sockets sit in a folder the kernel can write: connect to what they are now, by
+        # descriptor, so that a name swapped for a link never sends the agent elsewhere.
+        addrs = [self._pin(addr) for addr in (endpoint.input_addr, endpoint.output_addr)]
+        self._client = ReplClient(addrs[0], addrs[1], frame_timeout=None)
         self._reader = asyncio.create_task(self._read(self._client))
         if self._driver is None:
             self._driver = asyncio.create_task(self._drive())
@@ -102,8 +108,23 @@ class Kernel:
             self._reader.cancel()
             self._reader = None
         if self._client is not None:
-            self._client.close()
+            self._client.close()  # terms its own context: no ZMQ thread uses the fds after
             self._client = None
+        pinned, self._pinned = self._pinned, []
+        for fd in pinned:
+            os.close(fd)
+
+    def _pin(self, addr: str) -> str:
+        if not addr.startswith("ipc://"):
+            return addr
+        path = addr[len("ipc://") :]
+        try:
+            fd = safefs.pin_socket(path)
+        except OSError as e:
+            self.detach()
+            raise KernelExecutionFailed(f"kernel {self.kernel_id}: REPL socket: {e}") from None
+        self._pinned.append(fd)
+        return f"ipc:///proc/self/fd/{fd}"
 
     async def close(self, reason: TerminationReason | None = None) -> None:
         """End every run (saying why) and stop the tasks; the daemon is the caller's."""

@@ -199,3 +199,14 @@ def kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "socket"
     return "device"
+
+
+def pin_socket(path: str) -> int:
+    """An ``O_PATH`` descriptor of the unix socket at ``path``, whose last component is not
+    followed if it is a link. Connecting to ``/proc/self/fd/<fd>`` then reaches this very socket
+    however the kernel renames or replaces the name later (ZMQ reconnects by name)."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.ENOTSOCK, f"{path} is not a socket")
+    return fd
