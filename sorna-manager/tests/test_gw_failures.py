@@ -7,7 +7,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,11 +21,9 @@ from sorna.common.servers import PostgresServer
 from sorna.gateway import keys as K
 from sorna.gateway.testing import (
     API,
+    AgentProcesses,
     Gateway,
     agent_env,
-    kill_processes_under,
-    spawn_agent,
-    stop_process,
     until,
 )
 from sorna.manager.config import ManagerSettings
@@ -73,20 +70,12 @@ async def test_two_gateways_share_kernels_and_never_over_commit(
 @pytest.fixture
 def agent_process(redis_url: str, scratch_root: Path) -> Iterator[object]:
     """``start()`` agent processes that share one id, address and scratch root."""
-    procs: list[subprocess.Popen[bytes]] = []
     env = agent_env(agent_id="gw-killable", scratch_root=scratch_root, redis_url=redis_url)
-
-    def start() -> subprocess.Popen[bytes]:
-        proc = spawn_agent(env)
-        procs.append(proc)
-        return proc
-
+    agents = AgentProcesses(env, scratch_root)
     try:
-        yield start
+        yield agents.start
     finally:
-        for proc in procs:
-            stop_process(proc, grace=10)
-        kill_processes_under(scratch_root)
+        agents.close()
 
 
 @pytest.mark.slow

@@ -21,8 +21,7 @@ from sorna.common.keys import RedisKeys
 from sorna.common.servers import free_port
 from sorna.common.testing.plugin import require_docker
 from sorna.gateway import keys as K
-from sorna.gateway.testing import Gateway, agent_env, kill_processes_under, stop_process, until
-from sorna.gateway.testing import spawn_agent as launch_agent
+from sorna.gateway.testing import AgentProcesses, Gateway, agent_env, until
 from sorna.manager.config import ManagerSettings
 
 PROB = "https://api.sorna.io/probs/"
@@ -40,7 +39,6 @@ def agent_id() -> str:
 @pytest.fixture
 def spawn_agent(redis_url: str, scratch_root: Path, agent_id: str) -> Iterator[Spawn]:
     """Start agent processes that share one id, address and scratch root."""
-    procs: list[subprocess.Popen[bytes]] = []
     env = agent_env(
         agent_id=agent_id,
         scratch_root=scratch_root,
@@ -50,18 +48,11 @@ def spawn_agent(redis_url: str, scratch_root: Path, agent_id: str) -> Iterator[S
         SORNA_HEARTBEAT_INTERVAL="3",
         SORNA_FLUSH_INTERVAL="600",
     )
-
-    def spawn() -> subprocess.Popen[bytes]:
-        proc = launch_agent(env)
-        procs.append(proc)
-        return proc
-
+    agents = AgentProcesses(env, scratch_root)
     try:
-        yield spawn
+        yield agents.start
     finally:
-        for proc in procs:
-            stop_process(proc, grace=10)
-        kill_processes_under(scratch_root)
+        agents.close()
 
 
 @pytest.mark.slow

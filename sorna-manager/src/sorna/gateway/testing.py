@@ -165,6 +165,27 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
             proc.wait()
 
 
+class AgentProcesses:
+    """Agent child processes started from one environment (same id, address and scratch root,
+    as a restart would be); :meth:`close` stops them all and kills what their kernels left."""
+
+    def __init__(self, env: dict[str, str], scratch_root: Path) -> None:
+        self._env = env
+        self._scratch_root = scratch_root
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """Start one more agent process."""
+        proc = spawn_agent(self._env)
+        self._procs.append(proc)
+        return proc
+
+    def close(self, grace: float = 10.0) -> None:
+        for proc in self._procs:
+            stop_process(proc, grace)
+        kill_processes_under(self._scratch_root)
+
+
 def processes_under(root: Path) -> list[int]:
     """Processes working below ``root`` or naming it on their command line: the kernels of an
     agent whose scratch root it is (a sandbox's command line names its folders)."""
