@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import boto3
 import pytest
 
 from sorna.common.errors import RemoteError
@@ -107,13 +106,7 @@ async def test_output_files_are_listed_and_uploaded(
     files = {f["name"]: f for f in result["files"]}
     assert set(files) == {"out.txt", "plots/p.svg"}
     assert all(f["url"].startswith(s3_bucket.endpoint_url) for f in files.values())
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_bucket.endpoint_url,
-        aws_access_key_id=s3_bucket.access_key,
-        aws_secret_access_key=s3_bucket.secret_key,
-        region_name=s3_bucket.region,
-    )
+    s3 = s3_bucket.client()
     try:
         body = await asyncio.to_thread(
             lambda: s3.get_object(Bucket=s3_bucket.name, Key="k/run1/out.txt")["Body"].read()

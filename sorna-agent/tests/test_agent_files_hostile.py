@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from sorna.common.errors import RemoteError
@@ -49,13 +48,7 @@ STOP_SWAPPER = "import os, signal\nos.kill(_swapper, signal.SIGKILL)\nos.waitpid
 
 def _objects(bucket: Any) -> dict[str, bytes]:
     """Every object in a test bucket, by key."""
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=bucket.endpoint_url,
-        aws_access_key_id=bucket.access_key,
-        aws_secret_access_key=bucket.secret_key,
-        region_name=bucket.region,
-    )
+    s3 = bucket.client()
     try:
         listed = s3.list_objects_v2(Bucket=bucket.name).get("Contents", [])
         return {

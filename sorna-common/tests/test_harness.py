@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import asyncpg
-import boto3
 import pytest
 from redis.asyncio import Redis
 
@@ -53,13 +52,7 @@ async def test_postgres_databases_are_separate(postgres_url: str) -> None:
 
 
 def test_s3_bucket_is_fresh_and_usable(s3_bucket: S3Bucket) -> None:
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_bucket.endpoint_url,
-        aws_access_key_id=s3_bucket.access_key,
-        aws_secret_access_key=s3_bucket.secret_key,
-        region_name=s3_bucket.region,
-    )
+    client = s3_bucket.client()
     try:
         listing = client.list_objects_v2(Bucket=s3_bucket.name)
         assert listing.get("KeyCount", 0) == 0

@@ -139,6 +139,18 @@ class S3Bucket:
     secret_key: str = "sorna-test-secret"
     region: str = "us-east-1"
 
+    def client(self) -> Any:
+        """A boto3 S3 client signed for this bucket (close it when done)."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
@@ -146,23 +158,11 @@ def s3_server() -> Iterator[S3Server]:
         yield server
 
 
-def _s3_client(bucket: S3Bucket) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=bucket.endpoint_url,
-        aws_access_key_id=bucket.access_key,
-        aws_secret_access_key=bucket.secret_key,
-        region_name=bucket.region,
-    )
-
-
 @pytest.fixture
 def s3_bucket(s3_server: S3Server) -> Iterator[S3Bucket]:
     """A fresh, empty bucket, emptied and removed after the test."""
     bucket = S3Bucket(endpoint_url=s3_server.url, name=f"sorna-test-{next(_counter)}")
-    client = _s3_client(bucket)
+    client = bucket.client()
     client.create_bucket(Bucket=bucket.name)
     try:
         yield bucket
