@@ -1,7 +1,9 @@
 """The agent daemon: RPC server, kernel lifecycle, registry heartbeats and events.
 
 Run it with ``await Agent(settings=...).run()`` (until SIGTERM/SIGINT), or inside a test's
-event loop with ``await agent.start()`` ... ``await agent.close()``.
+event loop with ``await agent.start()`` ... ``await agent.close()``. What ``start()`` brings up
+(Redis, the backend, the file pool, the output store, the RPC server, the registry) is one
+:class:`Started` object, made whole or not at all.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from sorna.common.errors import CodecError
+from sorna.common import messages as m
+from sorna.common.agentapi import AgentMethods
 from sorna.common.ids import AgentId, KernelId, new_boot_id
 from sorna.common.keys import RedisKeys
 from sorna.common.langs import resolve_lang
@@ -33,6 +37,7 @@ from sorna.common.messages import (
     DownloadFileResult,
     Empty,
     ExecuteParams,
+    ExecuteResult,
     InstanceHeartbeat,
     InstanceStarted,
     InstanceTerminated,
@@ -40,6 +45,7 @@ from sorna.common.messages import (
     KernelStarted,
     KernelStats,
     KernelTerminated,
+    KernelUsage,
     ListFilesParams,
     ListFilesResult,
     PingParams,
@@ -47,9 +53,8 @@ from sorna.common.messages import (
     ResetResult,
     UploadFileParams,
 )
-from sorna.common.rpc import Handler, RPCServer
+from sorna.common.rpc import RPCServer
 from sorna.common.types import AgentStatus, KernelStatus, TerminationReason
-from sorna.common.wire import WireMessage
 
 from .backend import KernelBackend, KernelSpec
 from .config import AgentSettings
@@ -62,7 +67,6 @@ from .errors import (
     KernelCreationFailed,
     KernelExecutionFailed,
     KernelNotFound,
-    PayloadTooLarge,
     UnsupportedLang,
 )
 from .files import Scratch
@@ -70,7 +74,6 @@ from .images import ImageInfo, effective_limits
 from .kernel import Kernel
 from .localbackend import LocalBackend
 from .registry import Load, Registry, claim_agent_id
-from .stats import KernelUsage
 from .storage import OutputStore
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,20 @@ T = TypeVar("T")
 
 #: Longest ipc socket path (sun_path is 108 bytes with its NUL).
 MAX_IPC_PATH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What a started agent runs on; built whole by :meth:`Agent.start`, let go by close()."""
+
+    redis: Redis
+    backend: KernelBackend
+    #: Kernels' files get threads of their own: whatever a kernel does to its folder cannot
+    #: take the threads that create other users' kernels.
+    file_pool: ThreadPoolExecutor
+    store: OutputStore | None  # None: no S3 configured, output files are listed only
+    server: RPCServer
+    registry: Registry
 
 
 class Agent:
@@ -90,49 +107,54 @@ class Agent:
         #: Names this start of the process; gateways that see it change fail calls in flight.
         self.boot_id = new_boot_id()
         self._backend_override = backend
-        self._backend: KernelBackend | None = None
         self._work_root = settings.scratch_root / "work"
         self._ipc_root = settings.scratch_root / "ipc"
         self._disks = DiskCaps(scratch_root=settings.scratch_root, work_root=self._work_root)
         self._kernels: dict[KernelId, Kernel] = {}
         self._images: dict[str, ImageInfo] = {}
         self._cores = CoreAllocator(settings.cores or list(range(os.cpu_count() or 1)))
-        self._redis: Redis | None = None
-        self._registry: Registry | None = None
-        self._store: OutputStore | None = None
-        self._server: RPCServer | None = None
-        self._file_pool: ThreadPoolExecutor | None = None
+        self._parts: Started | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
+        self._up = asyncio.Event()  # set once start() has made every part
         self._closed = False
-        self._handlers: dict[str, Handler] = {
-            "ping": self._rpc(PingParams, self._ping),
-            "create_kernel": self._rpc(CreateKernelParams, self._create_kernel),
-            "destroy_kernel": self._rpc(KernelRef, self._destroy_kernel),
-            "restart_kernel": self._rpc(KernelRef, self._restart_kernel),
-            "execute": self._rpc(ExecuteParams, self._execute),
-            "interrupt_kernel": self._rpc(KernelRef, self._interrupt_kernel),
-            "get_completions": self._rpc(CompletionParams, self._get_completions),
-            "upload_file": self._rpc(UploadFileParams, self._upload_file),
-            "list_files": self._rpc(ListFilesParams, self._list_files),
-            "download_file": self._rpc(DownloadFileParams, self._download_file),
-            "reset": self._rpc(Empty, self._reset),
-        }
+        self._methods = self._method_table()
+
+    def _method_table(self) -> AgentMethods:
+        methods = AgentMethods()
+        methods.serve_inline(m.PING, self._ping)
+        methods.serve(m.CREATE_KERNEL, self._create_kernel)
+        methods.serve(m.DESTROY_KERNEL, self._destroy_kernel)
+        methods.serve(m.RESTART_KERNEL, self._restart_kernel)
+        methods.serve(m.EXECUTE, self._execute)
+        methods.serve(m.INTERRUPT_KERNEL, self._interrupt_kernel)
+        methods.serve(m.GET_COMPLETIONS, self._get_completions)
+        methods.serve(m.UPLOAD_FILE, self._upload_file)
+        methods.serve(m.LIST_FILES, self._list_files)
+        methods.serve(m.DOWNLOAD_FILE, self._download_file)
+        methods.serve(m.RESET, self._reset)
+        return methods
 
     # -- properties ----------------------------------------------------------------------
 
     @property
-    def backend(self) -> KernelBackend:
-        if self._backend is None:
+    def started(self) -> Started:
+        """The started parts; RuntimeError before :meth:`start` has finished."""
+        if self._parts is None:
             raise RuntimeError("the agent is not started")
-        return self._backend
+        return self._parts
+
+    @property
+    def backend(self) -> KernelBackend:
+        return self.started.backend
 
     @property
     def address(self) -> str:
         """The RPC address gateways use (advertised host, bound port)."""
-        if self._server is None:
-            raise RuntimeError("the agent is not started")
-        port = self._server.address.rsplit(":", 1)[1]
+        return self._advertised(self.started.server)
+
+    def _advertised(self, server: RPCServer) -> str:
+        port = server.address.rsplit(":", 1)[1]
         return f"tcp://{self.settings.advertised_host}:{port}"
 
     @property
@@ -144,6 +166,8 @@ class Agent:
 
     async def start(self) -> None:
         """Start the backend, re-adopt surviving kernels, serve RPC and join the registry."""
+        if self._parts is not None or self._closed:
+            raise RuntimeError("an agent starts once")
         s = self.settings
         for folder in (self._work_root, self._ipc_root):
             folder.mkdir(parents=True, exist_ok=True)
@@ -151,50 +175,66 @@ class Agent:
             await asyncio.to_thread(self._disks.probe)
         else:
             log.warning("caps.max_disk_mib = 0: no disk caps, kernels can fill the host's disk")
-        self._redis = Redis.from_url(s.redis.url)
-        await self._claim_id()  # before the backend touches any kernel labelled with the id
-        try:
-            await self._start_serving()
-        except BaseException:
-            await self.close()  # whatever was started (Redis, backend, pool) is let go
-            raise
-
-    async def _start_serving(self) -> None:
-        s = self.settings
-        assert self._redis is not None  # made by start() before the id claim
-        self._backend = await self._start_backend()
-        self._images = await self.backend.images()
-        # Kernels' files get threads of their own: whatever a kernel does to its folder
-        # cannot take the threads that create other users' kernels.
-        self._file_pool = ThreadPoolExecutor(s.file_workers, thread_name_prefix="sorna-files")
-        if s.s3.endpoint_url:
-            self._store = OutputStore(settings=s.s3, url_expiry=s.s3_url_expiry)
-            await self._store.start()
-        await self._adopt()
-        self._server = RPCServer(
-            address=f"tcp://{s.rpc_host}:{s.rpc_port}", handlers=self._handlers
-        )
-        await self._server.start()
-        self._registry = Registry(
-            redis=self._redis,
-            keys=RedisKeys(s.redis.namespace),
-            agent_id=self.agent_id,
-            addr=self.address,
-            region=s.region,
-            backend=self.backend.name,
-            max_kernels=s.max_kernels,
-            interval=s.heartbeat_interval,
-            boot_id=self.boot_id,
-        )
-        await self._registry.heartbeat(self._load())
-        await self._registry.publish(
-            InstanceStarted(
+        async with contextlib.AsyncExitStack() as undo:
+            # Each part is let go (in reverse) if a later one fails; kept once all are up.
+            redis = Redis.from_url(s.redis.url)
+            undo.push_async_callback(redis.aclose)
+            keys = RedisKeys(s.redis.namespace)
+            await claim_agent_id(  # before the backend touches any kernel labelled with the id
+                redis=redis,
+                keys=keys,
                 agent_id=self.agent_id,
-                addr=self.address,
-                langs=sorted(self._images),
+                boot_id=self.boot_id,
+                interval=s.heartbeat_interval,
+            )
+            backend = await self._start_backend()
+            undo.push_async_callback(backend.close)
+            self._images = await backend.images()
+            file_pool = ThreadPoolExecutor(s.file_workers, thread_name_prefix="sorna-files")
+            undo.push_async_callback(_shut_down, file_pool)
+            store = None
+            if s.s3.endpoint_url:
+                store = OutputStore(settings=s.s3, url_expiry=s.s3_url_expiry)
+                await store.start()
+                undo.push_async_callback(store.close)
+            undo.push_async_callback(self._drop_kernels)
+            undo.push_async_callback(self._cancel_tasks)
+            await self._adopt(backend, store, file_pool)
+            server = RPCServer(
+                address=f"tcp://{s.rpc_host}:{s.rpc_port}", handlers=self._methods.handlers()
+            )
+            await server.start()
+            undo.push_async_callback(server.close)
+            registry = Registry(
+                redis=redis,
+                keys=keys,
+                agent_id=self.agent_id,
+                addr=self._advertised(server),
+                region=s.region,
+                backend=backend.name,
+                max_kernels=s.max_kernels,
+                interval=s.heartbeat_interval,
                 boot_id=self.boot_id,
             )
-        )
+            await registry.heartbeat(self._load())
+            await registry.publish(
+                InstanceStarted(
+                    agent_id=self.agent_id,
+                    addr=self._advertised(server),
+                    langs=sorted(self._images),
+                    boot_id=self.boot_id,
+                )
+            )
+            self._parts = Started(
+                redis=redis,
+                backend=backend,
+                file_pool=file_pool,
+                store=store,
+                server=server,
+                registry=registry,
+            )
+            self._up.set()
+            undo.pop_all()
         self._spawn(self._every(s.heartbeat_interval, self._heartbeat))
         self._spawn(self._every(s.stats_interval, self._publish_stats))
         if s.idle_timeout > 0:
@@ -202,27 +242,11 @@ class Agent:
         log.info(
             "agent %s started: %s backend, RPC on %s, languages %s, %d kernel(s) re-adopted",
             self.agent_id,
-            self.backend.name,
+            backend.name,
             self.address,
             ",".join(sorted(self._images)) or "none",
             len(self._kernels),
         )
-
-    async def _claim_id(self) -> None:
-        assert self._redis is not None
-        try:
-            await claim_agent_id(
-                redis=self._redis,
-                keys=RedisKeys(self.settings.redis.namespace),
-                agent_id=self.agent_id,
-                boot_id=self.boot_id,
-                interval=self.settings.heartbeat_interval,
-            )
-        except BaseException:
-            self._closed = True  # nothing else was started; close() has nothing to do
-            redis, self._redis = self._redis, None
-            await redis.aclose()
-            raise
 
     async def _start_backend(self) -> KernelBackend:
         choice = self.settings.backend
@@ -284,34 +308,42 @@ class Agent:
         if self._closed:
             return
         self._closed = True
-        tasks, self._tasks = list(self._tasks), set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.close()
-        keep = self.settings.keep_kernels_on_shutdown and isinstance(self._backend, DockerBackend)
+        await self._cancel_tasks()
+        parts, self._parts = self._parts, None
+        if parts is None:
+            return  # never started (or its start failed and let go of what it made)
+        await parts.server.close()
+        keep = self.settings.keep_kernels_on_shutdown and isinstance(parts.backend, DockerBackend)
         kept = self.kernel_ids if keep else []
         for kernel in list(self._kernels.values()):
             if keep:
                 self._kernels.pop(kernel.spec.kernel_id, None)
                 await kernel.close()
             else:
-                await self._terminate(kernel, TerminationReason.AGENT_TERMINATED)
-        if self._registry is not None:
-            await self._registry.publish(InstanceTerminated(agent_id=self.agent_id, kept=kept))
-            if not keep:
-                with contextlib.suppress(Exception):
-                    await self._registry.heartbeat(self._load(), AgentStatus.TERMINATED)
-        if self._backend is not None:
-            await self._backend.close()
-        if self._store is not None:
-            await self._store.close()
-        if self._file_pool is not None:
-            await asyncio.to_thread(self._file_pool.shutdown, wait=True, cancel_futures=True)
-        if self._redis is not None:
-            await self._redis.aclose()
+                await self._terminate(kernel, TerminationReason.AGENT_TERMINATED, parts)
+        await parts.registry.publish(InstanceTerminated(agent_id=self.agent_id, kept=kept))
+        if not keep:
+            with contextlib.suppress(Exception):
+                await parts.registry.heartbeat(self._load(), AgentStatus.TERMINATED)
+        await parts.backend.close()
+        if parts.store is not None:
+            await parts.store.close()
+        await _shut_down(parts.file_pool)
+        await parts.redis.aclose()
         log.info("agent %s stopped", self.agent_id)
+
+    async def _cancel_tasks(self) -> None:
+        tasks, self._tasks = list(self._tasks), set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _drop_kernels(self) -> None:
+        """Let go of the kernels of a start that failed (their containers stay for the next)."""
+        kernels, self._kernels = list(self._kernels.values()), {}
+        for kernel in kernels:
+            await kernel.close()
+            self._cores.release(kernel.spec.kernel_id)
 
     # -- background ----------------------------------------------------------------------
 
@@ -349,10 +381,9 @@ class Agent:
         )
 
     async def _heartbeat(self) -> None:
-        if self._registry is None:
-            return
-        await self._registry.heartbeat(self._load())
-        await self._registry.publish(
+        registry = self.started.registry
+        await registry.heartbeat(self._load())
+        await registry.publish(
             InstanceHeartbeat(
                 agent_id=self.agent_id,
                 num_kernels=len(self._kernels),
@@ -361,18 +392,19 @@ class Agent:
             )
         )
 
-    async def _refresh_usage(self, kernel: Kernel) -> KernelUsage:
-        usage = await self.backend.usage(kernel.spec.kernel_id)
+    async def _refresh_usage(self, kernel: Kernel, backend: KernelBackend) -> KernelUsage:
+        usage = await backend.usage(kernel.spec.kernel_id)
         if usage is not None:
             kernel.usage = kernel.usage.merged(usage)
         return kernel.usage
 
     async def _publish_stats(self) -> None:
-        stats: dict[str, dict[str, Any]] = {}
+        parts = self.started
+        stats: dict[KernelId, KernelUsage] = {}
         for kernel in list(self._kernels.values()):
-            stats[kernel.spec.kernel_id] = (await self._refresh_usage(kernel)).to_wire()
-        if stats and self._registry is not None:
-            await self._registry.publish(KernelStats(stats=stats))
+            stats[kernel.spec.kernel_id] = await self._refresh_usage(kernel, parts.backend)
+        if stats:
+            await parts.registry.publish(KernelStats(stats=stats))
 
     async def _reap_idle(self) -> None:
         now = time.monotonic()
@@ -384,28 +416,32 @@ class Agent:
                 and idle > self.settings.idle_timeout
             ):
                 log.info("kernel %s idle for %.0f s: reaping it", kernel.spec.kernel_id, idle)
-                await self._terminate(kernel, TerminationReason.IDLE_TIMEOUT)
+                await self._terminate(kernel, TerminationReason.IDLE_TIMEOUT, self.started)
 
     # -- kernel lifecycle ----------------------------------------------------------------
 
-    def _new_kernel(self, spec: KernelSpec) -> Kernel:
+    def _new_kernel(
+        self, spec: KernelSpec, store: OutputStore | None, file_pool: ThreadPoolExecutor
+    ) -> Kernel:
         return Kernel(
             spec=spec,
             flush_interval=self.settings.flush_interval,
             max_output_file_bytes=self.settings.caps.max_output_file_bytes,
-            store=self._store,
+            store=store,
             restarter=self._restart,
-            file_pool=self._files(),
+            file_pool=file_pool,
         )
 
-    async def _adopt(self) -> None:
-        specs, leftovers = await self.backend.adoptable()
+    async def _adopt(
+        self, backend: KernelBackend, store: OutputStore | None, file_pool: ThreadPoolExecutor
+    ) -> None:
+        specs, leftovers = await backend.adoptable()
         for ref in leftovers:
             log.info("removing leftover kernel %s", ref)
-            await self.backend.remove_leftover(ref)
+            await backend.remove_leftover(ref)
         for spec in specs:
-            endpoint = await self.backend.adopt(spec)
-            kernel = self._new_kernel(spec)
+            endpoint = await backend.adopt(spec)
+            kernel = self._new_kernel(spec, store, file_pool)
             attached = False
             if endpoint is not None:
                 with contextlib.suppress(KernelExecutionFailed):
@@ -419,7 +455,7 @@ class Agent:
                     continue
             log.info("kernel %s does not answer; removing it", spec.kernel_id)
             await kernel.close()
-            await self.backend.destroy(spec.kernel_id)
+            await backend.destroy(spec.kernel_id)
         # Disks, scratch and ipc folders of kernels that are gone (unmounted before removal).
         for gone in await asyncio.to_thread(self._disks.clean, set(self._kernels)):
             log.info("released the disk of gone kernel %s", gone)
@@ -433,50 +469,52 @@ class Agent:
         if kernel is None or kernel.status != KernelStatus.RUNNING:
             return
         log.info("kernel %s ended on its own: %s", kernel_id, reason)
-        self._spawn(self._terminate(kernel, reason))
+        self._spawn(self._end(kernel, reason))
 
-    async def _terminate(self, kernel: Kernel, reason: TerminationReason) -> dict[str, Any]:
+    async def _end(self, kernel: Kernel, reason: TerminationReason) -> None:
+        await self._up.wait()  # an exit seen while the agent starts is dealt with once started
+        await self._terminate(kernel, reason, self.started)
+
+    async def _terminate(
+        self, kernel: Kernel, reason: TerminationReason, parts: Started
+    ) -> KernelUsage:
         kernel_id = kernel.spec.kernel_id
         if self._kernels.get(kernel_id) is kernel:
             del self._kernels[kernel_id]
         kernel.status = KernelStatus.TERMINATING
-        stats = (await self._refresh_usage(kernel)).to_wire()
+        stats = await self._refresh_usage(kernel, parts.backend)
         await kernel.close(reason)
-        await self.backend.destroy(kernel_id)
+        await parts.backend.destroy(kernel_id)
         await asyncio.to_thread(_remove_dirs, kernel.spec, self._disks)
         self._cores.release(kernel_id)
         log.info("kernel %s terminated: %s", kernel_id, reason)
-        if self._registry is not None:
-            await self._registry.publish(
-                KernelTerminated(kernel_id=kernel_id, reason=str(reason), stats=stats)
-            )
+        await parts.registry.publish(
+            KernelTerminated(kernel_id=kernel_id, reason=str(reason), stats=stats)
+        )
         return stats
 
     async def _restart(self, kernel: Kernel) -> None:
+        parts = self.started
         kernel.status = KernelStatus.RESTARTING
         kernel.detach()
         try:
-            endpoint = await self.backend.restart(kernel.spec)
+            endpoint = await parts.backend.restart(kernel.spec)
         except KernelCreationFailed:
             log.warning("kernel %s did not come back from a restart", kernel.spec.kernel_id)
-            self._spawn(self._terminate(kernel, TerminationReason.EXITED))
+            self._spawn(self._terminate(kernel, TerminationReason.EXITED, parts))
             raise
         try:
             kernel.attach(endpoint)
         except KernelExecutionFailed:
             log.warning("kernel %s came back without its REPL sockets", kernel.spec.kernel_id)
-            self._spawn(self._terminate(kernel, TerminationReason.EXITED))
+            self._spawn(self._terminate(kernel, TerminationReason.EXITED, parts))
             raise
         log.info("kernel %s restarted", kernel.spec.kernel_id)
 
-    def _files(self) -> ThreadPoolExecutor:
-        if self._file_pool is None:
-            raise RuntimeError("the agent is not started")
-        return self._file_pool
-
     async def _on_files(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking file operation on the kernels' file pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._files(), fn, *args)
+        pool = self.started.file_pool
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     def _kernel(self, kernel_id: KernelId) -> Kernel:
         kernel = self._kernels.get(kernel_id)
@@ -486,27 +524,15 @@ class Agent:
 
     # -- RPC methods ---------------------------------------------------------------------
 
-    def _rpc(
-        self,
-        params_type: type[WireMessage],
-        method: Callable[[Any], Awaitable[WireMessage]],
-    ) -> Handler:
-        async def handler(raw: dict[str, Any]) -> Any:
-            try:
-                params = params_type.from_wire(raw)
-            except CodecError as e:
-                raise InvalidApiParams(str(e)) from None
-            return (await method(params)).to_wire()
-
-        return handler
-
-    async def _ping(self, params: PingParams) -> PingResult:
+    def _ping(self, params: PingParams) -> PingResult:
         return PingResult(echo=params.echo)
 
     async def _create_kernel(self, params: CreateKernelParams) -> CreateKernelResult:
+        parts = self.started
+        backend = parts.backend
         lang = resolve_lang(params.lang)
         if lang is not None and lang not in self._images:
-            self._images = await self.backend.images()
+            self._images = await backend.images()
         image = self._images.get(lang) if lang else None
         if lang is None or image is None:
             raise UnsupportedLang(f"no kernel image for {params.lang!r} on {self.agent_id}")
@@ -533,15 +559,15 @@ class Agent:
             scratch=Scratch(self._work_root / kernel_id),
             ipc_dir=ipc_dir,
         )
-        kernel = self._new_kernel(spec)
+        kernel = self._new_kernel(spec, parts.store, parts.file_pool)
         self._kernels[kernel_id] = kernel
         try:
-            await asyncio.to_thread(_make_dirs, spec, self.backend.work_uid(spec), self._disks)
-            endpoint = await self.backend.create(spec)
+            await asyncio.to_thread(_make_dirs, spec, backend.work_uid(spec), self._disks)
+            endpoint = await backend.create(spec)
             try:
                 kernel.attach(endpoint)
             except KernelExecutionFailed as e:  # its sockets are not what they should be
-                await self.backend.destroy(kernel_id)
+                await backend.destroy(kernel_id)
                 raise KernelCreationFailed(str(e)) from None
         except BaseException as e:
             self._kernels.pop(kernel_id, None)
@@ -551,8 +577,7 @@ class Agent:
                 raise KernelCreationFailed(f"kernel {kernel_id}: {e}") from None
             raise
         log.info("kernel %s created: %s, %s", kernel_id, lang, limits)
-        if self._registry is not None:
-            await self._registry.publish(KernelStarted(kernel_id=kernel_id, agent_id=self.agent_id))
+        await parts.registry.publish(KernelStarted(kernel_id=kernel_id, agent_id=self.agent_id))
         return CreateKernelResult(
             kernel_id=kernel_id,
             lang=lang,
@@ -563,7 +588,7 @@ class Agent:
 
     async def _destroy_kernel(self, params: KernelRef) -> DestroyKernelResult:
         kernel = self._kernel(params.kernel_id)
-        stats = await self._terminate(kernel, TerminationReason.DESTROYED)
+        stats = await self._terminate(kernel, TerminationReason.DESTROYED, self.started)
         return DestroyKernelResult(stats=stats)
 
     async def _restart_kernel(self, params: KernelRef) -> Empty:
@@ -572,7 +597,7 @@ class Agent:
         await self._restart(kernel)
         return Empty()
 
-    async def _execute(self, params: ExecuteParams) -> WireMessage:
+    async def _execute(self, params: ExecuteParams) -> ExecuteResult:
         return await self._kernel(params.kernel_id).execute(params)
 
     async def _interrupt_kernel(self, params: KernelRef) -> Empty:
@@ -584,16 +609,15 @@ class Agent:
         return CompletionResult(completions=found)
 
     async def _upload_file(self, params: UploadFileParams) -> Empty:
+        # The size of one upload is the gateway's to cap (limits.upload_max_file_bytes); the
+        # kernel's disk cap still bounds what its files take.
         kernel = self._kernel(params.kernel_id)
-        cap = self.settings.caps.max_upload_bytes
-        if len(params.data) > cap:
-            raise PayloadTooLarge(f"{len(params.data)} bytes is over the {cap} byte cap")
         kernel.last_used = time.monotonic()
         await self._on_files(
             kernel.spec.scratch.write,
             params.path,
             bytes(params.data),
-            self.backend.work_uid(kernel.spec),
+            self.started.backend.work_uid(kernel.spec),
         )
         return Empty()
 
@@ -614,8 +638,9 @@ class Agent:
 
     async def _reset(self, params: Empty) -> ResetResult:
         destroyed: list[KernelId] = []
+        parts = self.started
         for kernel in list(self._kernels.values()):
-            await self._terminate(kernel, TerminationReason.AGENT_RESET)
+            await self._terminate(kernel, TerminationReason.AGENT_RESET, parts)
             destroyed.append(kernel.spec.kernel_id)
         return ResetResult(destroyed=destroyed)
 
@@ -635,4 +660,8 @@ def _remove_dirs(spec: KernelSpec, disks: DiskCaps) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-__all__ = ["Agent"]
+async def _shut_down(pool: ThreadPoolExecutor) -> None:
+    await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+__all__ = ["Agent", "Started"]

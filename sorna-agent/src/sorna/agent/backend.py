@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from sorna.common.ids import KernelId
+from sorna.common.messages import KernelUsage
 from sorna.common.types import TerminationReason
 
 from .files import Scratch
 from .images import ImageInfo, Limits
-from .stats import KernelUsage
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,6 @@ class CapsSettings:
         "largest disk cap of one kernel's /home/work (MiB; a loop-mounted ext4, needs root and"
         " loop devices); 0 = no disk caps at all: kernels may fill the host's disk",
     )
-    max_upload_bytes: int = setting(1 << 20, "largest file accepted by upload_file")
     max_output_file_bytes: int = setting(5 << 20, "largest output file listed after a run")
     max_download_chunk: int = setting(1 << 20, "largest chunk download_file returns")
 

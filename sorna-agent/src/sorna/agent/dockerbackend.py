@@ -35,6 +35,7 @@ from sorna.common.constants import (
 )
 from sorna.common.ids import KernelId
 from sorna.common.langs import KERNEL_IMAGE_PREFIX
+from sorna.common.messages import KernelUsage
 from sorna.common.types import TerminationReason
 from sorna.repl.protocol import ENV_INPUT_ADDR, ENV_OUTPUT_ADDR
 
@@ -44,7 +45,7 @@ from .cpuset import format_cpuset, parse_cpuset
 from .errors import KernelCreationFailed
 from .files import Scratch
 from .images import ImageInfo, Limits
-from .stats import KernelUsage, from_docker_stats, read_cgroup
+from .stats import from_docker_stats, read_cgroup
 
 log = logging.getLogger(__name__)
 

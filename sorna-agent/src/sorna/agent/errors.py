@@ -1,4 +1,4 @@
-"""Errors the agent answers RPC calls with (the wire type is the class name, dashed).
+"""Errors the agent answers RPC calls with (each names its wire ``ErrorType``).
 
 ::
 
@@ -10,14 +10,14 @@
         ├── KernelExecutionFailed   the kernel's daemon misbehaved
         ├── InstanceFull            max_kernels or free cores exhausted
         ├── InvalidApiParams        malformed params, a path outside /home/work
-        ├── PayloadTooLarge         an upload over the size cap
+        ├── PayloadTooLarge         an upload onto a full kernel disk
         ├── AgentIdInUse            another live agent process has this agent id (start-up)
         └── LocalSandboxUnavailable the local backend cannot sandbox kernels on this host
 """
 
 from __future__ import annotations
 
-from sorna.common.errors import SornaError
+from sorna.common.errors import ErrorType, SornaError
 
 
 class AgentError(SornaError):
@@ -27,29 +27,43 @@ class AgentError(SornaError):
 class KernelNotFound(AgentError):
     """No such kernel on this agent."""
 
+    error_type = ErrorType.KERNEL_NOT_FOUND
+
 
 class UnsupportedLang(AgentError):
     """No kernel image offers the language."""
+
+    error_type = ErrorType.UNSUPPORTED_LANG
 
 
 class KernelCreationFailed(AgentError):
     """The backend could not start the kernel."""
 
+    error_type = ErrorType.KERNEL_CREATION_FAILED
+
 
 class KernelExecutionFailed(AgentError):
     """The kernel's daemon misbehaved."""
+
+    error_type = ErrorType.KERNEL_EXECUTION_FAILED
 
 
 class InstanceFull(AgentError):
     """This agent has no room for another kernel."""
 
+    error_type = ErrorType.INSTANCE_FULL
+
 
 class InvalidApiParams(AgentError):
     """The call's params are malformed (or name a path outside /home/work)."""
 
+    error_type = ErrorType.INVALID_API_PARAMS
+
 
 class PayloadTooLarge(AgentError):
-    """An upload is over the size cap."""
+    """An upload does not fit on the kernel's disk."""
+
+    error_type = ErrorType.PAYLOAD_TOO_LARGE
 
 
 class AgentIdInUse(AgentError):
@@ -58,3 +72,5 @@ class AgentIdInUse(AgentError):
 
 class LocalSandboxUnavailable(AgentError):
     """The host cannot sandbox local kernels, and running them unsafe was not allowed."""
+
+    error_type = ErrorType.LOCAL_SANDBOX_UNAVAILABLE

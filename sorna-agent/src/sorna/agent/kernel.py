@@ -19,7 +19,7 @@ from typing import Any
 
 from sorna.common.errors import SornaError
 from sorna.common.ids import RunId
-from sorna.common.messages import ExecuteParams, ExecuteResult
+from sorna.common.messages import ExecuteParams, ExecuteResult, KernelUsage
 from sorna.common.types import ExecMode, KernelStatus, RunStatus, TerminationReason
 from sorna.repl.client import ReplClient
 from sorna.repl.protocol import CompletePayload, InputOp, OutputOp, json_payload
@@ -29,7 +29,6 @@ from .backend import Endpoint, KernelSpec
 from .errors import InvalidApiParams, KernelExecutionFailed
 from .files import Snapshot, changed_files, display_name
 from .runs import Run
-from .stats import KernelUsage
 from .storage import OutputStore
 
 log = logging.getLogger(__name__)
@@ -212,30 +211,30 @@ class Kernel:
     # -- runs ----------------------------------------------------------------------------
 
     async def execute(self, params: ExecuteParams) -> ExecuteResult:
-        """Serve one execute call (every mode of API.md, with the original client's habits)."""
+        """Serve one execute call, taking its mode literally (the gateway has already read
+        the original client's habits into it): a new ``query`` or ``batch`` run, ``input`` to
+        the run that waits for it, or ``continue`` of a run."""
         self.last_used = time.monotonic()
         mode, code = params.mode, params.code
         run = self._runs.get(params.run_id)
-        waiting = self._current if self._current and self._current.awaits_input else None
-        if mode == ExecMode.COMPLETE:
-            found = await self.complete(code, params.options)
-            return ExecuteResult(
-                runId=params.run_id, status=str(RunStatus.FINISHED), options={"completions": found}
+        if mode == ExecMode.INPUT:
+            target = run or (
+                self._current if self._current and self._current.awaits_input else None
             )
-        if mode == ExecMode.INPUT or (mode == ExecMode.QUERY and run is None and waiting and code):
-            target = run or waiting
             if target is None or not target.awaits_input:
                 raise InvalidApiParams("no run of this kernel waits for input")
             target.awaits_input = False
             await self._send(InputOp.INPUT, code)
             return await self._gather(target)
-        if mode == ExecMode.CONTINUE or run is not None or (mode == ExecMode.QUERY and not code):
+        if mode == ExecMode.CONTINUE:
             target = run or self._oldest()
             if target is None:
                 raise InvalidApiParams(f"no pending run {params.run_id!r}")
             return await self._gather(target)
         if mode not in (ExecMode.QUERY, ExecMode.BATCH):
             raise InvalidApiParams(f"unknown mode {mode!r}")
+        if run is not None:
+            raise InvalidApiParams(f"run {params.run_id!r} already exists")
         run = Run(params.run_id, mode, code, dict(params.options or {}))
         self._runs[run.run_id] = run
         self.num_queries += 1

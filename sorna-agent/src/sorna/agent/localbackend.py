@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sorna.common.ids import KernelId
 from sorna.common.langs import CANONICAL_LANGS
+from sorna.common.messages import KernelUsage
 from sorna.common.types import TerminationReason
 from sorna.repl.client import ReplClient
 from sorna.repl.imagebuild import KERNEL_SPECS
@@ -47,7 +48,7 @@ from .sandbox import (
     read_globs,
     sandboxed,
 )
-from .stats import KernelUsage, read_process_tree
+from .stats import read_process_tree
 
 log = logging.getLogger(__name__)
 

@@ -3,47 +3,20 @@
 Docker kernels are read from their cgroup (v1: ``cpuacct``/``memory``/``blkio`` hierarchies;
 v2: the unified ``cpu.stat``/``memory.*``/``io.stat``), falling back to Docker's stats API when
 no cgroup folder is found. Local kernels are summed over their process tree from ``/proc``.
+Each reading is a ``sorna.common.messages.KernelUsage``, the type the events carry.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from sorna.common.messages import KernelUsage
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-@dataclass(frozen=True, slots=True)
-class KernelUsage:
-    """One reading of a kernel's usage."""
-
-    cpu_ms: int = 0
-    mem_cur_bytes: int = 0
-    mem_max_bytes: int = 0
-    io_read_bytes: int = 0
-    io_write_bytes: int = 0
-    net_rx_bytes: int = 0
-    net_tx_bytes: int = 0
-
-    def merged(self, later: KernelUsage) -> KernelUsage:
-        """``later``, keeping the highest peak and counters seen (a counter never goes back)."""
-        return KernelUsage(
-            cpu_ms=max(self.cpu_ms, later.cpu_ms),
-            mem_cur_bytes=later.mem_cur_bytes,
-            mem_max_bytes=max(self.mem_max_bytes, later.mem_max_bytes, later.mem_cur_bytes),
-            io_read_bytes=max(self.io_read_bytes, later.io_read_bytes),
-            io_write_bytes=max(self.io_write_bytes, later.io_write_bytes),
-            net_rx_bytes=max(self.net_rx_bytes, later.net_rx_bytes),
-            net_tx_bytes=max(self.net_tx_bytes, later.net_tx_bytes),
-        )
-
-    def to_wire(self) -> dict[str, Any]:
-        """The stats map of events and of destroy_kernel."""
-        return asdict(self)
 
 
 def _read_int(path: Path) -> int | None:

@@ -1,18 +1,68 @@
 """One dataclass per RPC message (PROTOCOLS.md section 1) and per event (section 2).
 
-Each is a frozen dataclass with ``to_wire()`` / ``from_wire()``; ``RPC_METHODS`` maps a method
-name to its params and result types, ``EVENT_TYPES`` an event name to its body type.
+Each is a frozen dataclass with ``to_wire()`` / ``from_wire()``. Each RPC method is one
+:class:`RPCMethod` constant (``CREATE_KERNEL``, ``EXECUTE``, ...) naming its params and result
+types: the caller's ``sorna.common.agentclient.AgentClient`` and the agent's handler table are
+both built from them, and ``RPC_METHODS`` maps each wire name to its constant. ``EVENT_TYPES``
+maps an event name to its body type.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from sorna.common.ids import AgentId, KernelId, RunId
 from sorna.common.types import EventName
 from sorna.common.wire import WireMessage
+
+P = TypeVar("P", bound=WireMessage)
+R = TypeVar("R", bound=WireMessage)
+
+# ---------------------------------------------------------------- usage statistics
+
+
+@dataclass(frozen=True, slots=True)
+class KernelUsage(WireMessage):
+    """A kernel's usage: what the agent reads, the events and destroy_kernel carry, and what
+    the books keep (the ``kernels`` columns are :meth:`columns`)."""
+
+    cpu_ms: int = 0
+    mem_cur_bytes: int = 0
+    mem_max_bytes: int = 0
+    io_read_bytes: int = 0
+    io_write_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+
+    def merged(self, later: KernelUsage) -> KernelUsage:
+        """``later``, keeping the highest peak and counters seen (a counter never goes back)."""
+        return KernelUsage(
+            cpu_ms=max(self.cpu_ms, later.cpu_ms),
+            mem_cur_bytes=later.mem_cur_bytes,
+            mem_max_bytes=max(self.mem_max_bytes, later.mem_max_bytes, later.mem_cur_bytes),
+            io_read_bytes=max(self.io_read_bytes, later.io_read_bytes),
+            io_write_bytes=max(self.io_write_bytes, later.io_write_bytes),
+            net_rx_bytes=max(self.net_rx_bytes, later.net_rx_bytes),
+            net_tx_bytes=max(self.net_tx_bytes, later.net_tx_bytes),
+        )
+
+    @property
+    def mem_cur_kib(self) -> int:
+        return self.mem_cur_bytes // 1024
+
+    def columns(self) -> dict[str, int]:
+        """The usage columns of the ``kernels`` table, by column name."""
+        return {
+            "cpu_used_ms": self.cpu_ms,
+            "max_mem_kib": self.mem_max_bytes // 1024,
+            "io_read_bytes": self.io_read_bytes,
+            "io_write_bytes": self.io_write_bytes,
+            "net_rx_bytes": self.net_rx_bytes,
+            "net_tx_bytes": self.net_tx_bytes,
+        }
+
 
 # ---------------------------------------------------------------- RPC: gateway -> agent
 
@@ -67,7 +117,7 @@ class KernelRef(WireMessage):
 
 @dataclass(frozen=True, slots=True)
 class DestroyKernelResult(WireMessage):
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: KernelUsage = field(default_factory=KernelUsage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,29 +195,41 @@ class ResetResult(WireMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class RPCMethod:
-    """A method's name with the types of its params and result."""
+class RPCMethod(Generic[P, R]):
+    """An RPC method: its wire name and the types of its params and result."""
 
     name: str
-    params: type[WireMessage]
-    result: type[WireMessage]
+    params: type[P]
+    result: type[R]
 
 
-RPC_METHODS: Final = MappingProxyType(
+PING: Final = RPCMethod("ping", PingParams, PingResult)
+CREATE_KERNEL: Final = RPCMethod("create_kernel", CreateKernelParams, CreateKernelResult)
+DESTROY_KERNEL: Final = RPCMethod("destroy_kernel", KernelRef, DestroyKernelResult)
+RESTART_KERNEL: Final = RPCMethod("restart_kernel", KernelRef, Empty)
+EXECUTE: Final = RPCMethod("execute", ExecuteParams, ExecuteResult)
+INTERRUPT_KERNEL: Final = RPCMethod("interrupt_kernel", KernelRef, Empty)
+GET_COMPLETIONS: Final = RPCMethod("get_completions", CompletionParams, CompletionResult)
+UPLOAD_FILE: Final = RPCMethod("upload_file", UploadFileParams, Empty)
+LIST_FILES: Final = RPCMethod("list_files", ListFilesParams, ListFilesResult)
+DOWNLOAD_FILE: Final = RPCMethod("download_file", DownloadFileParams, DownloadFileResult)
+RESET: Final = RPCMethod("reset", Empty, ResetResult)
+
+RPC_METHODS: Final[MappingProxyType[str, RPCMethod[Any, Any]]] = MappingProxyType(
     {
         m.name: m
         for m in (
-            RPCMethod("ping", PingParams, PingResult),
-            RPCMethod("create_kernel", CreateKernelParams, CreateKernelResult),
-            RPCMethod("destroy_kernel", KernelRef, DestroyKernelResult),
-            RPCMethod("restart_kernel", KernelRef, Empty),
-            RPCMethod("execute", ExecuteParams, ExecuteResult),
-            RPCMethod("interrupt_kernel", KernelRef, Empty),
-            RPCMethod("get_completions", CompletionParams, CompletionResult),
-            RPCMethod("upload_file", UploadFileParams, Empty),
-            RPCMethod("list_files", ListFilesParams, ListFilesResult),
-            RPCMethod("download_file", DownloadFileParams, DownloadFileResult),
-            RPCMethod("reset", Empty, ResetResult),
+            PING,
+            CREATE_KERNEL,
+            DESTROY_KERNEL,
+            RESTART_KERNEL,
+            EXECUTE,
+            INTERRUPT_KERNEL,
+            GET_COMPLETIONS,
+            UPLOAD_FILE,
+            LIST_FILES,
+            DOWNLOAD_FILE,
+            RESET,
         )
     }
 )
@@ -208,14 +270,14 @@ class KernelStarted(WireMessage):
 class KernelTerminated(WireMessage):
     kernel_id: KernelId
     reason: str
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: KernelUsage = field(default_factory=KernelUsage)
 
 
 @dataclass(frozen=True, slots=True)
 class KernelStats(WireMessage):
-    """Usage of each live kernel of one agent: kernel id -> stats map."""
+    """Usage of each live kernel of one agent: kernel id -> usage."""
 
-    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stats: dict[KernelId, KernelUsage] = field(default_factory=dict)
 
 
 EVENT_TYPES: Final = MappingProxyType(

@@ -6,8 +6,12 @@ are matched to calls by id, not by order. :class:`RPCClientPool` keeps one clien
 
 A failed call raises an ``RPCError`` of ``sorna.common.errors``: ``RPCTimeout`` (leaving no
 pending entry), ``RPCClosed`` (``RPCPeerRestarted`` when the caller learnt that the server's
-process was replaced), or ``RemoteError`` carrying the wire ``error.type``
-(``MethodNotFound`` for an unknown method); an unencodable request raises ``CodecError``.
+process was replaced), or ``RemoteError`` carrying the wire ``error.type`` as an
+``ErrorType`` (``MethodNotFound`` for an unknown method); an unencodable request raises
+``CodecError``. A handler that raises a ``SornaError`` answers with its ``error_type``.
+
+This module moves maps by method name; the typed methods of the agent are
+``sorna.common.agentapi`` (``AgentClient`` and the agent's ``AgentMethods`` table).
 
 The sockets are plain pyzmq sockets (on the caller's ``zmq.asyncio.Context`` if given) driven by
 the event loop's reader callbacks: a readable socket is drained in one callback, and a reply
@@ -21,7 +25,6 @@ import asyncio
 import inspect
 import itertools
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -33,7 +36,9 @@ import zmq.asyncio
 from sorna.common.codec import packb, unpackb
 from sorna.common.constants import RPC_VERSION
 from sorna.common.errors import (
+    BadReply,
     CodecError,
+    ErrorType,
     MethodNotFound,
     RemoteError,
     RPCClosed,
@@ -46,12 +51,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a call waits for its reply unless the method or the call says otherwise.
 DEFAULT_CALL_TIMEOUT: Final = 30.0
-
-#: ``error.type`` values this module produces itself.
-ERROR_METHOD_NOT_FOUND: Final = "method-not-found"
-ERROR_INTERNAL: Final = "internal-error"
-ERROR_BAD_REQUEST: Final = "bad-request"
-ERROR_BAD_REPLY: Final = "bad-reply"
 
 _SOCKET_OPTIONS: Final = {
     zmq.LINGER: 0,
@@ -114,17 +113,17 @@ def _socket(context: zmq.Context[Any], kind: int) -> zmq.Socket[bytes]:
     return sock
 
 
-def _error_type(exc: SornaError) -> str:
-    """Return the wire type of a Sorna exception: ``RPCTimeout`` -> ``rpc-timeout``."""
-    name = type(exc).__name__
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name).lower()
+_ERROR_TYPES: Final = {t.value: t for t in ErrorType}
 
 
 def _remote_error(error: object) -> RemoteError:
     if not isinstance(error, dict):
-        return RemoteError(ERROR_BAD_REPLY, f"reply error is not a map: {error!r}")
-    type_, message = str(error.get("type", ERROR_INTERNAL)), str(error.get("message", ""))
-    if type_ == ERROR_METHOD_NOT_FOUND:
+        return BadReply(f"reply error is not a map: {error!r}")
+    wire, message = str(error.get("type", ErrorType.INTERNAL_ERROR)), str(error.get("message", ""))
+    type_ = _ERROR_TYPES.get(wire)
+    if type_ is None:  # a newer peer's type: keep its name in the message
+        type_, message = ErrorType.INTERNAL_ERROR, f"{wire}: {message}"
+    if type_ is ErrorType.METHOD_NOT_FOUND:
         return MethodNotFound(message, error.get("data"))
     return RemoteError(type_, message, error.get("data"))
 
@@ -277,14 +276,14 @@ class RPCServer(_Closing):
             or not isinstance(params, dict)
             or not (deadline is None or isinstance(deadline, int | float))
         ):
-            self._send_error(routing, req_id, ERROR_BAD_REQUEST, "malformed request")
+            self._send_error(routing, req_id, ErrorType.BAD_REQUEST, "malformed request")
             return
         if deadline is not None and deadline < time.time():
             log.debug("RPC server %s: dropping expired %s request %s", self._bound, method, req_id)
             return
         handler = self._handlers.get(method)
         if handler is None:
-            self._send_error(routing, req_id, ERROR_METHOD_NOT_FOUND, f"no method {method!r}")
+            self._send_error(routing, req_id, ErrorType.METHOD_NOT_FOUND, f"no method {method!r}")
             return
         if not inspect.iscoroutinefunction(handler):
             # A plain function is a quick, non-blocking method: answer it right here, with no
@@ -331,26 +330,33 @@ class RPCServer(_Closing):
             self._send_error(routing, req_id, exc.type, exc.message, exc.data)
         except SornaError as exc:
             log.info("RPC method %s failed: %r", method, exc)
-            self._send_error(routing, req_id, _error_type(exc), str(exc))
+            self._send_error(routing, req_id, exc.error_type, str(exc))
         except Exception as exc:
             log.exception("RPC method %s raised", method)
-            self._send_error(routing, req_id, ERROR_INTERNAL, f"{type(exc).__name__}: {exc}")
+            self._send_error(
+                routing, req_id, ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+            )
         else:
             try:
                 body = packb({"v": RPC_VERSION, "id": req_id, "result": result})
             except CodecError as exc:
                 log.error("RPC method %s returned an unencodable result: %s", method, exc)
-                self._send_error(routing, req_id, _error_type(exc), str(exc))
+                self._send_error(routing, req_id, exc.error_type, str(exc))
                 return
             self._send(routing, body)
 
     def _send_error(
-        self, routing: list[bytes], req_id: str, type_: str, message: str, data: Any = None
+        self,
+        routing: list[bytes],
+        req_id: str,
+        type_: ErrorType,
+        message: str,
+        data: Any = None,
     ) -> None:
         reply: Reply = {
             "v": RPC_VERSION,
             "id": req_id,
-            "error": {"type": type_, "message": message, "data": data},
+            "error": {"type": str(type_), "message": message, "data": data},
         }
         try:
             body = packb(reply)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
 from sorna.common.errors import CodecError
+
+#: Checks (and, for nested messages, builds) one field's value: (owner, field, value) -> value.
+_Convert = Callable[[str, str, Any], Any]
 
 
 class WireMessage:
@@ -22,23 +25,67 @@ class WireMessage:
 
     def to_wire(self) -> dict[str, Any]:
         """Return the message as a plain map."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {
+            name: getattr(self, name) if nested is None else nested(getattr(self, name))
+            for name, nested in _out_plan(type(self))
+        }
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:
         """Build the message from a plain map, checking required fields and basic types."""
         if not isinstance(data, Mapping):
             raise CodecError(f"{cls.__name__}: expected a map, got {type(data).__name__}")
-        hints = typing.get_type_hints(cls)
+        owner = cls.__name__
         kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise CodecError(f"{cls.__name__}: missing field {f.name!r}")
-                continue
-            value = data[f.name]
-            kwargs[f.name] = _convert(cls.__name__, f.name, value, hints[f.name])
+        for name, required, convert in _in_plan(cls):
+            if name in data:
+                kwargs[name] = convert(owner, name, data[name])
+            elif required:
+                raise CodecError(f"{owner}: missing field {name!r}")
         return cls(**kwargs)
+
+
+# The plans are worked out once per class: reading type hints costs far more than a call.
+_InPlan = tuple[tuple[str, bool, _Convert], ...]
+_OutPlan = tuple[tuple[str, Callable[[Any], Any] | None], ...]
+_IN_PLANS: dict[type, _InPlan] = {}
+_OUT_PLANS: dict[type, _OutPlan] = {}
+
+
+def _in_plan(cls: type[WireMessage]) -> _InPlan:
+    plan = _IN_PLANS.get(cls)
+    if plan is None:
+        plan = _IN_PLANS[cls] = _make_in_plan(cls)
+    return plan
+
+
+def _out_plan(cls: type[WireMessage]) -> _OutPlan:
+    plan = _OUT_PLANS.get(cls)
+    if plan is None:
+        hints = typing.get_type_hints(cls)
+        plan = _OUT_PLANS[cls] = tuple(
+            (f.name, _plain if _holds_message(hints[f.name]) else None)
+            for f in dataclasses.fields(cls)
+        )
+    return plan
+
+
+def _make_in_plan(cls: type[WireMessage]) -> _InPlan:
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        (
+            f.name,
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            _converter(hints[f.name]),
+        )
+        for f in dataclasses.fields(cls)
+    )
+
+
+def _holds_message(hint: Any) -> bool:
+    if isinstance(hint, type) and issubclass(hint, WireMessage):
+        return True
+    return any(_holds_message(arg) for arg in typing.get_args(hint))
 
 
 def _plain(value: Any) -> Any:
@@ -51,17 +98,49 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _convert(owner: str, name: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against ``hint``; build nested messages from their maps."""
-    nested = [
-        arg
-        for arg in (typing.get_args(hint) or (hint,))
-        if isinstance(arg, type) and issubclass(arg, WireMessage)
-    ]
-    if nested and isinstance(value, Mapping):
-        return nested[0].from_wire(value)
-    _check_type(owner, name, value, hint)
-    return value
+def _message_in(hint: Any) -> type[WireMessage] | None:
+    for arg in typing.get_args(hint) or (hint,):
+        if isinstance(arg, type) and issubclass(arg, WireMessage):
+            return arg
+    return None
+
+
+def _converter(hint: Any) -> _Convert:
+    """The check of a field of type ``hint``; nested messages (also as list items or map
+    values) are built from their maps."""
+    nested = _message_in(hint)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is dict and len(args) == 2 and _message_in(args[1]) is not None:
+        item = _converter(args[1])
+
+        def convert_map(owner: str, name: str, value: Any) -> Any:
+            _check_type(owner, name, value, dict)
+            return {k: item(owner, name, v) for k, v in value.items()}
+
+        return convert_map
+    if origin is list and len(args) == 1 and _message_in(args[0]) is not None:
+        item = _converter(args[0])
+
+        def convert_list(owner: str, name: str, value: Any) -> Any:
+            _check_type(owner, name, value, list)
+            return [item(owner, name, v) for v in value]
+
+        return convert_list
+
+    optional = type(None) in args
+
+    def convert(owner: str, name: str, value: Any) -> Any:
+        if nested is None:
+            _check_type(owner, name, value, hint)
+            return value
+        if isinstance(value, Mapping):
+            return nested.from_wire(value)
+        if value is None and optional:
+            return None
+        raise CodecError(f"{owner}: field {name!r} must be a map, got {type(value).__name__}")
+
+    return convert
 
 
 _BASIC: dict[Any, tuple[type, ...]] = {

@@ -42,7 +42,9 @@ class LimitSettings:
     default_concurrency_limit: int = setting(5, "live kernels of a new keypair")
     max_code_bytes: int = setting(1 << 20, "largest code of one execute request")
     upload_max_files: int = setting(20, "files in one upload")
-    upload_max_file_bytes: int = setting(1 << 20, "bytes of one uploaded file")
+    upload_max_file_bytes: int = setting(
+        1 << 20, "bytes of one uploaded file (the one upload cap; over it: 413)"
+    )
     download_chunk_bytes: int = setting(256 << 10, "bytes fetched per download RPC")
 
 

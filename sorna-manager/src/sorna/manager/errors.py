@@ -22,13 +22,16 @@
                 └── AgentRestarted   the kernel's agent restarted while the call was pending
 
 ``sorna.manager`` knows nothing of HTTP; ``sorna.gateway.problems`` holds the status table.
+:data:`AGENT_ERRORS` says what each error an agent answers with is to the API.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
 
-from sorna.common.errors import SornaError
+from sorna.common.errors import ErrorType, SornaError
 
 
 class ManagerError(SornaError):
@@ -121,3 +124,29 @@ class InstanceNotAvailable(ServiceUnavailable):
 class AgentRestarted(InstanceNotAvailable):
     problem = "agent-restarted"
     title = "The kernel's agent restarted; the request in flight was lost."
+
+
+AGENT_ERRORS: Final[Mapping[ErrorType, type[ManagerError] | None]] = MappingProxyType(
+    {
+        ErrorType.KERNEL_NOT_FOUND: KernelNotFound,  # and the kernel is settled: it is gone
+        ErrorType.INVALID_API_PARAMS: InvalidAPIParams,
+        ErrorType.BAD_REQUEST: InvalidAPIParams,
+        ErrorType.PAYLOAD_TOO_LARGE: PayloadTooLarge,  # e.g. an upload onto a full kernel disk
+        # None: the call's own failure (kernel-creation-failed or kernel-execution-failed),
+        # with the agent's error in ``agent_details``.
+        ErrorType.UNSUPPORTED_LANG: None,
+        ErrorType.KERNEL_CREATION_FAILED: None,
+        ErrorType.KERNEL_EXECUTION_FAILED: None,
+        ErrorType.INSTANCE_FULL: None,
+        ErrorType.LOCAL_SANDBOX_UNAVAILABLE: None,
+        ErrorType.METHOD_NOT_FOUND: None,
+        ErrorType.BAD_REPLY: None,
+        ErrorType.CODEC_ERROR: None,
+        ErrorType.CONFIG_ERROR: None,
+        ErrorType.RPC_TIMEOUT: None,
+        ErrorType.RPC_CLOSED: None,
+        ErrorType.INTERNAL_ERROR: None,
+    }
+)
+"""What each error type an agent answers with is to the API: the problem raised, or None for
+the failure of the call. Every :class:`ErrorType` has its entry."""

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from redis.asyncio.client import Pipeline
 
 from sorna.common.events import Event, EventConsumer, EventHandler
-from sorna.common.ids import KernelId
 from sorna.common.messages import (
     InstanceStarted,
     InstanceTerminated,
@@ -21,14 +19,6 @@ from sorna.manager.kernels import KernelManager
 from sorna.manager.liveness import LivenessChecker
 
 log = logging.getLogger(__name__)
-
-
-def _num(stats: dict[str, Any], *names: str) -> int | None:
-    for n in names:
-        v = stats.get(n)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return int(v)
-    return None
 
 
 class EventHandlers:
@@ -49,26 +39,15 @@ class EventHandlers:
     async def kernel_terminated(self, event: Event, tx: Pipeline) -> None:
         body = event.body
         assert isinstance(body, KernelTerminated)
-        await self.kernels.settle(body.kernel_id, body.reason, dict(body.stats), tx)
+        await self.kernels.settle(body.kernel_id, body.reason, body.stats, tx)
 
     async def kernel_stats(self, event: Event, tx: Pipeline) -> None:
         body = event.body
         assert isinstance(body, KernelStats)
-        for kernel_id, stats in body.stats.items():
-            if not isinstance(stats, dict):
-                continue
-            fields: dict[str, Any] = {}
-            mem = _num(stats, "mem_cur_kib", "mem_used_kib", "mem_kib", "memory_kib")
-            if mem is None:
-                b = _num(stats, "mem_cur_bytes", "mem_bytes")
-                mem = b // 1024 if b is not None else None
-            cpu = _num(stats, "cpu_used_ms", "cpu_ms", "cpu_used")
-            if mem is not None:
-                fields["mem_used_kib"] = mem
-            if cpu is not None:
-                fields["cpu_used_ms"] = cpu
-            if fields:
-                self.kernels.registry.set_kernel_fields_in(tx, KernelId(kernel_id), **fields)
+        for kernel_id, usage in body.stats.items():
+            self.kernels.registry.set_kernel_fields_in(
+                tx, kernel_id, mem_used_kib=usage.mem_cur_kib, cpu_used_ms=usage.cpu_ms
+            )
 
     async def instance_started(self, event: Event, tx: Pipeline) -> None:
         # Only one gateway gets the event; the others see the new boot id in their sweeps.

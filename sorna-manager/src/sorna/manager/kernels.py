@@ -8,6 +8,7 @@ ends exactly once, in :meth:`KernelManager.settle`, whoever notices first: a des
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import re
@@ -19,14 +20,33 @@ from typing import Any, Final
 
 from redis.asyncio.client import Pipeline
 
-from sorna.common.errors import RemoteError, RPCClosed, RPCError, RPCPeerRestarted, RPCTimeout
+from sorna.common.agentapi import AgentClient
+from sorna.common.errors import (
+    ErrorType,
+    RemoteError,
+    RPCClosed,
+    RPCError,
+    RPCPeerRestarted,
+    RPCTimeout,
+)
 from sorna.common.ids import AccessKey, AgentId, KernelId, RunId, new_kernel_id, new_run_id
 from sorna.common.langs import resolve_lang
-from sorna.common.messages import KernelLimits
+from sorna.common.messages import (
+    CompletionParams,
+    CreateKernelParams,
+    DownloadFileParams,
+    ExecuteParams,
+    KernelLimits,
+    KernelRef,
+    KernelUsage,
+    ListFilesParams,
+    UploadFileParams,
+)
 from sorna.common.rpc import RPCClientPool
 from sorna.common.types import ExecMode, KernelStatus, RunStatus, TerminationReason
 from sorna.manager.config import ManagerSettings
 from sorna.manager.errors import (
+    AGENT_ERRORS,
     AgentFailure,
     AgentRestarted,
     InstanceNotAvailable,
@@ -46,27 +66,6 @@ log = logging.getLogger(__name__)
 #: Checked with ``fullmatch`` (``$`` alone would also accept a trailing newline).
 TOKEN_RE: Final = re.compile(r"[A-Za-z0-9._-]{4,64}")
 
-#: Remote error types that mean "the agent has no such kernel".
-_GONE: Final = frozenset({"kernel-not-found", "no-such-kernel", "not-found"})
-
-#: Stats names the agent may use -> kernels column.
-_STAT_COLUMNS: Final = {
-    "cpu_used_ms": ("cpu_used_ms", "cpu_ms", "cpu_used"),
-    "max_mem_kib": ("max_mem_kib", "mem_max_kib", "max_mem", "mem_max"),
-    "io_read_bytes": ("io_read_bytes", "io_read"),
-    "io_write_bytes": ("io_write_bytes", "io_write"),
-    "net_rx_bytes": ("net_rx_bytes", "net_rx"),
-    "net_tx_bytes": ("net_tx_bytes", "net_tx"),
-}
-
-
-def _stat(stats: dict[str, Any], names: tuple[str, ...]) -> int:
-    for n in names:
-        v = stats.get(n)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return int(v)
-    return 0
-
 
 def _parse_kernel_id(text: str) -> KernelId:
     """Return the canonical form of a kernel id (a UUID), else KernelNotFound."""
@@ -77,6 +76,27 @@ def _parse_kernel_id(text: str) -> KernelId:
     except ValueError:
         shown = text if len(text) <= 64 else text[:48] + "..."
         raise KernelNotFound(f"no kernel {shown!r}") from None
+
+
+def query_mode(
+    mode: ExecMode, code: str, run_id: str | None, pending: str | None, state: str
+) -> ExecMode:
+    """The mode a ``query`` really asks for: the original client's habits (API.md).
+
+    An empty query continues a run; a query with code while the kernel's pending run waits
+    for input is that input; a query naming the pending run continues it. Decided here only:
+    the agent takes every mode literally.
+    """
+    if mode is not ExecMode.QUERY:
+        return mode
+    if not code:
+        return ExecMode.CONTINUE
+    if pending and run_id in (None, pending):
+        if state == RunStatus.WAITING_INPUT:
+            return ExecMode.INPUT
+        if run_id == pending:
+            return ExecMode.CONTINUE
+    return mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,22 +225,13 @@ class KernelManager:
                 placement.agent_id,
                 placement.addr,
             )
-            result = await self._call(
-                placement.addr,
-                "create_kernel",
-                {
-                    "kernel_id": kernel_id,
-                    "lang": lang,
-                    "owner": owner,
-                    "limits": limits.to_wire(),
-                },
-                self.settings.timings.create_timeout_s,
-                KernelCreationFailed,
-            )
-            got = result.get("limits") if isinstance(result, dict) else None
-            got = got if isinstance(got, dict) else {}
-            mem = got.get("mem_kib") or limits.mem_kib or 0
-            timeout = got.get("exec_timeout_ms") or limits.exec_timeout_ms or 0
+            async with self._agent_errors(KernelCreationFailed):
+                result = await self.agent(placement.addr).create_kernel(
+                    CreateKernelParams(kernel_id=kernel_id, lang=lang, owner=owner, limits=limits),
+                    timeout=self.settings.timings.create_timeout_s,
+                )
+            mem = result.limits.mem_kib or limits.mem_kib or 0
+            timeout = result.limits.exec_timeout_ms or limits.exec_timeout_ms or 0
             await self.pool.execute(
                 "UPDATE kernels SET status = $2, mem_limit_kib = $3, exec_timeout_ms = $4"
                 " WHERE id = $1 AND terminated_at IS NULL",
@@ -234,7 +245,7 @@ class KernelManager:
                 status=KernelStatus.RUNNING,
                 mem_limit_kib=mem,
                 exec_timeout_ms=timeout,
-                features=",".join(result.get("features") or []) if isinstance(result, dict) else "",
+                features=",".join(result.features),
             )
             log.info(
                 "kernel %s (%s) created on %s for %s", kernel_id, lang, placement.agent_id, owner
@@ -260,7 +271,7 @@ class KernelManager:
                 await tx.execute()
             if booked:
                 row = await self._settle_books(
-                    kernel_id, TerminationReason.CREATION_FAILED, {}, 0, KernelStatus.ERROR
+                    kernel_id, TerminationReason.CREATION_FAILED, None, 0, KernelStatus.ERROR
                 )
                 if row is not None and placement is not None:
                     await self.registry.release(placement.agent_id)
@@ -341,54 +352,37 @@ class KernelManager:
         )
         return fields
 
-    async def _call(
-        self,
-        addr: str,
-        method: str,
-        params: dict[str, Any],
-        timeout: float | None,  # noqa: ASYNC109 - it becomes the RPC deadline
-        failure: type[AgentFailure] = KernelExecutionFailed,
-        kernel: KernelId | None = None,
-    ) -> Any:
+    def agent(self, addr: str) -> AgentClient:
+        """The typed client of the agent at ``addr`` (its connection is shared)."""
+        return AgentClient(self.rpc.get(addr))
+
+    @contextlib.asynccontextmanager
+    async def _agent_errors(
+        self, failure: type[AgentFailure] = KernelExecutionFailed, route: Route | None = None
+    ) -> AsyncIterator[None]:
+        """Turn what a call to an agent raises into the API's errors (``AGENT_ERRORS``).
+
+        A kernel the agent does not know (``route``'s) is settled: it is gone.
+        """
         try:
-            return await self.rpc.call(addr, method, params, timeout=timeout)
+            yield
         except RPCPeerRestarted as e:
-            lost = f"; kernel {kernel} was lost unless the agent kept it" if kernel else ""
+            lost = f"; kernel {route.kernel_id} was lost unless the agent kept it" if route else ""
             raise AgentRestarted(f"{e}{lost}") from e
         except (RPCTimeout, RPCClosed) as e:
             raise InstanceNotAvailable(f"the kernel's agent did not answer: {e}") from e
         except RemoteError as e:
-            if e.type in _GONE and kernel is not None:
-                await self.settle(kernel, TerminationReason.EXITED, {})
-                raise KernelNotFound(f"no kernel {kernel}") from e
-            if e.type in ("invalid-params", "invalid-api-params", "bad-request"):
-                raise InvalidAPIParams(e.message) from e
-            if e.type == "payload-too-large":  # e.g. an upload past the kernel's disk cap
-                raise PayloadTooLarge(e.message) from e
+            if e.type is ErrorType.KERNEL_NOT_FOUND and route is not None:
+                await self.settle(route.kernel_id, TerminationReason.EXITED)
+            problem = AGENT_ERRORS.get(e.type)
+            if problem is not None:
+                raise problem(e.message) from e
             raise failure(
-                e.message, agent_details={"type": e.type, "message": e.message, "data": e.data}
+                e.message,
+                agent_details={"type": str(e.type), "message": e.message, "data": e.data},
             ) from e
         except RPCError as e:
             raise InstanceNotAvailable(str(e)) from e
-
-    async def call(
-        self,
-        route: Route,
-        method: str,
-        params: dict[str, Any],
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-        failure: type[AgentFailure] = KernelExecutionFailed,
-    ) -> Any:
-        """Call ``method`` on the kernel's agent, mapping RPC failures to API errors."""
-        return await self._call(
-            route.addr,
-            method,
-            {"kernel_id": route.kernel_id, **params},
-            timeout,
-            failure,
-            route.kernel_id,
-        )
 
     # ------------------------------------------------------------ operations
 
@@ -419,21 +413,21 @@ class KernelManager:
         route = await self.route(owner, kernel_id)
         await self.registry.set_kernel_fields(route.kernel_id, status=KernelStatus.TERMINATING)
         try:
-            result = await self.call(route, "destroy_kernel", {})
+            async with self._agent_errors(route=route):
+                result = await self.agent(route.addr).destroy_kernel(KernelRef(route.kernel_id))
         except KernelNotFound:
             return {}
-        stats = result.get("stats", {}) if isinstance(result, dict) else {}
-        stats = stats if isinstance(stats, dict) else {}
-        await self.settle(route.kernel_id, TerminationReason.DESTROYED, stats)
-        return stats
+        await self.settle(route.kernel_id, TerminationReason.DESTROYED, result.stats)
+        return result.stats.to_wire()
 
     async def restart(self, owner: AccessKey, kernel_id: str) -> None:
         route = await self.route(owner, kernel_id)
         await self.registry.set_kernel_fields(route.kernel_id, status=KernelStatus.RESTARTING)
         try:
-            await self.call(
-                route, "restart_kernel", {}, timeout=self.settings.timings.create_timeout_s
-            )
+            async with self._agent_errors(route=route):
+                await self.agent(route.addr).restart_kernel(
+                    KernelRef(route.kernel_id), timeout=self.settings.timings.create_timeout_s
+                )
         finally:
             await self.registry.set_kernel_fields(
                 route.kernel_id, status=KernelStatus.RUNNING, run_id="", run_state=""
@@ -441,15 +435,18 @@ class KernelManager:
 
     async def interrupt(self, owner: AccessKey, kernel_id: str) -> None:
         route = await self.route(owner, kernel_id)
-        await self.call(route, "interrupt_kernel", {})
+        async with self._agent_errors(route=route):
+            await self.agent(route.addr).interrupt_kernel(KernelRef(route.kernel_id))
 
     async def complete(
         self, owner: AccessKey, kernel_id: str, code: str, options: dict[str, Any] | None
-    ) -> list[Any]:
+    ) -> list[str]:
         route = await self.route(owner, kernel_id)
-        result = await self.call(route, "get_completions", {"code": code, "options": options})
-        out = result.get("completions", []) if isinstance(result, dict) else []
-        return list(out) if isinstance(out, list) else []
+        async with self._agent_errors(route=route):
+            result = await self.agent(route.addr).get_completions(
+                CompletionParams(kernel_id=route.kernel_id, code=code, options=options)
+            )
+        return result.completions
 
     async def execute(
         self,
@@ -472,47 +469,48 @@ class KernelManager:
         route = await self.route(owner, kernel_id, queries=counted)
         if exec_mode is ExecMode.COMPLETE:
             return {"completions": await self.complete(owner, kernel_id, code, options)}
-        state = route.fields.get("run_state", "")
         pending = route.fields.get("run_id") or None
-        # Compatibility with the original client (API.md).
-        if exec_mode is ExecMode.QUERY and pending and run_id in (None, pending):
-            if not code and state == RunStatus.CONTINUED:
-                exec_mode = ExecMode.CONTINUE
-            elif code and state == RunStatus.WAITING_INPUT:
-                exec_mode = ExecMode.INPUT
+        exec_mode = query_mode(exec_mode, code, run_id, pending, route.fields.get("run_state", ""))
         if exec_mode in (ExecMode.CONTINUE, ExecMode.INPUT) and run_id is None:
             run_id = pending
         rid = RunId(run_id) if run_id else new_run_id()
-        result = await self.call(
-            route,
-            "execute",
-            {"run_id": rid, "mode": str(exec_mode), "code": code, "options": options},
-            timeout=self.settings.timings.execute_timeout_s,
-        )
-        if not isinstance(result, dict):
-            raise KernelExecutionFailed("the agent sent a malformed result")
-        result.setdefault("runId", rid)
-        status = result.get("status")
-        if status in (RunStatus.CONTINUED, RunStatus.WAITING_INPUT):
+        async with self._agent_errors(route=route):
+            result = await self.agent(route.addr).execute(
+                ExecuteParams(
+                    kernel_id=route.kernel_id,
+                    run_id=rid,
+                    mode=str(exec_mode),
+                    code=code,
+                    options=options,
+                ),
+                timeout=self.settings.timings.execute_timeout_s,
+            )
+        if result.status in (RunStatus.CONTINUED, RunStatus.WAITING_INPUT):
             await self.registry.set_kernel_fields(
-                route.kernel_id, run_id=result["runId"], run_state=status
+                route.kernel_id, run_id=result.runId, run_state=result.status
             )
         elif pending:
             await self.registry.set_kernel_fields(route.kernel_id, run_id="", run_state="")
-        return result
+        return result.to_wire()
 
     async def upload(
         self, owner: AccessKey, kernel_id: str, files: list[tuple[str, bytes]]
     ) -> None:
         route = await self.route(owner, kernel_id)
+        agent = self.agent(route.addr)
         for path, data in files:
-            await self.call(route, "upload_file", {"path": path, "data": data})
+            async with self._agent_errors(route=route):
+                await agent.upload_file(
+                    UploadFileParams(kernel_id=route.kernel_id, path=path, data=data)
+                )
 
     async def list_files(self, owner: AccessKey, kernel_id: str, path: str) -> list[Any]:
         route = await self.route(owner, kernel_id)
-        result = await self.call(route, "list_files", {"path": path})
-        files = result.get("files", []) if isinstance(result, dict) else []
-        return list(files) if isinstance(files, list) else []
+        async with self._agent_errors(route=route):
+            result = await self.agent(route.addr).list_files(
+                ListFilesParams(kernel_id=route.kernel_id, path=path)
+            )
+        return result.files
 
     async def download(self, owner: AccessKey, kernel_id: str, path: str) -> AsyncIterator[bytes]:
         """Yield the file's bytes in chunks; the first chunk is fetched before returning."""
@@ -520,10 +518,13 @@ class KernelManager:
         chunk = self.settings.limits.download_chunk_bytes
 
         async def fetch(offset: int) -> tuple[bytes, bool]:
-            r = await self.call(
-                route, "download_file", {"path": path, "offset": offset, "length": chunk}
-            )
-            return bytes(r.get("data", b"")), bool(r.get("eof", True))
+            async with self._agent_errors(route=route):
+                r = await self.agent(route.addr).download_file(
+                    DownloadFileParams(
+                        kernel_id=route.kernel_id, path=path, offset=offset, length=chunk
+                    )
+                )
+            return bytes(r.data), r.eof
 
         first = await fetch(0)
 
@@ -546,12 +547,13 @@ class KernelManager:
         self,
         kernel_id: KernelId,
         reason: str,
-        stats: dict[str, Any],
+        stats: KernelUsage | None = None,
         tx: Pipeline | None = None,
     ) -> bool:
         """End a kernel in the books and routing, once; True for the call that ended it.
 
-        With ``tx`` (an event handler's transaction) the Redis effects are queued on it.
+        ``stats`` is its last usage, if known. With ``tx`` (an event handler's transaction)
+        the Redis effects are queued on it.
         """
         fields = await self.registry.kernel(kernel_id) or {}
         try:
@@ -583,13 +585,11 @@ class KernelManager:
         self,
         kernel_id: KernelId,
         reason: str,
-        stats: dict[str, Any],
+        stats: KernelUsage | None,
         queries: int,
         status: KernelStatus,
     ) -> Any:
-        cols = {col: _stat(stats, names) for col, names in _STAT_COLUMNS.items()}
-        if not cols["max_mem_kib"]:
-            cols["max_mem_kib"] = _stat(stats, ("mem_max_bytes", "max_mem_bytes")) // 1024
+        cols = (stats or KernelUsage()).columns()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
@@ -603,9 +603,14 @@ class KernelManager:
                     str(status),
                     datetime.datetime.now(datetime.UTC),
                     reason,
-                    stats,
+                    stats.to_wire() if stats is not None else {},
                     queries,
-                    *cols.values(),
+                    cols["cpu_used_ms"],
+                    cols["max_mem_kib"],
+                    cols["io_read_bytes"],
+                    cols["io_write_bytes"],
+                    cols["net_rx_bytes"],
+                    cols["net_tx_bytes"],
                 )
                 if row is not None:
                     await conn.execute(

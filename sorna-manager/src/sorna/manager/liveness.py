@@ -19,6 +19,7 @@ import logging
 
 from sorna.common.errors import RPCPeerRestarted
 from sorna.common.ids import AgentId
+from sorna.common.messages import Empty
 from sorna.common.types import AgentStatus, TerminationReason
 from sorna.manager.kernels import KernelManager
 from sorna.manager.registry import AgentInfo
@@ -119,7 +120,7 @@ class LivenessChecker:
         for kernel_id, created in await self.kernels.live_kernels_of_agent_since(info.agent_id):
             if kernel_id in kept or created >= started:
                 continue
-            if await self.kernels.settle(kernel_id, TerminationReason.AGENT_RESTARTED, {}):
+            if await self.kernels.settle(kernel_id, TerminationReason.AGENT_RESTARTED):
                 n += 1
         log.info("agent %s restarted: %d kernel(s) lost, %d kept", info.agent_id, n, len(kept))
         return n
@@ -130,7 +131,7 @@ class LivenessChecker:
         log.info("agent %s (%s) is back; resetting it", agent_id, addr)
         await self.kernels.rpc.discard(addr)
         try:
-            await self.kernels.rpc.call(addr, "reset", {}, timeout=30.0)
+            await self.kernels.agent(addr).reset(Empty(), timeout=30.0)
         except Exception as e:
             log.warning("reset of returning agent %s failed: %s", agent_id, e)
         await self.settle_agent(agent_id, TerminationReason.AGENT_RESET)
@@ -146,7 +147,7 @@ class LivenessChecker:
         for kernel_id in await self.kernels.live_kernels_of_agent(agent_id):
             if kernel_id in keep:
                 continue
-            if await self.kernels.settle(kernel_id, reason, {}):
+            if await self.kernels.settle(kernel_id, reason):
                 n += 1
         if n:
             log.info("settled %d kernels of agent %s (%s)", n, agent_id, reason)
