@@ -37,8 +37,11 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from sorna.common.agentapi import AgentClient
+from sorna.common.ids import KernelId, RunId
 from sorna.common.keys import RedisKeys
 from sorna.common.langs import image_name
+from sorna.common.messages import CreateKernelParams, ExecuteParams, ExecuteResult, KernelRef
 from sorna.common.rpc import RPCClient
 from sorna.common.servers import ValkeyServer
 
@@ -87,16 +90,33 @@ async def start_agent(
         await redis.aclose()
 
 
+async def create(client: RPCClient, kernel_id: str) -> None:
+    params = CreateKernelParams(kernel_id=KernelId(kernel_id), lang="python3", owner="b")
+    await AgentClient(client).create_kernel(params)
+
+
+async def destroy(client: RPCClient, kernel_id: str) -> None:
+    await AgentClient(client).destroy_kernel(KernelRef(KernelId(kernel_id)))
+
+
+async def print_one(client: RPCClient, kernel_id: str, run_id: str) -> ExecuteResult:
+    params = ExecuteParams(
+        kernel_id=KernelId(kernel_id), run_id=RunId(run_id), mode="query", code="print(1)"
+    )
+    return await AgentClient(client).execute(params)
+
+
 async def agent_round_trips(client: RPCClient, kernel_id: str, rounds: int) -> list[float]:
     times = []
+    agent = AgentClient(client)
     for i in range(rounds + 50):
-        t0 = time.perf_counter()
-        result = await client.call(
-            "execute",
-            {"kernel_id": kernel_id, "run_id": f"r{i}", "mode": "query", "code": "print(1)"},
+        params = ExecuteParams(
+            kernel_id=KernelId(kernel_id), run_id=RunId(f"r{i}"), mode="query", code="print(1)"
         )
+        t0 = time.perf_counter()
+        result = await agent.execute(params)
         took = (time.perf_counter() - t0) * 1000
-        assert result["status"] == "finished", result
+        assert result.status == "finished", result
         if i >= 50:
             times.append(took)
     return times
@@ -126,16 +146,11 @@ async def create_to_first_output(backend: str, creates: int) -> list[float]:
             for i in range(creates + 1):
                 kernel_id = f"f{i}"
                 t0 = time.perf_counter()
-                await client.call(
-                    "create_kernel", {"kernel_id": kernel_id, "lang": "python3", "owner": "b"}
-                )
-                result = await client.call(
-                    "execute",
-                    {"kernel_id": kernel_id, "run_id": "r", "mode": "query", "code": "print(1)"},
-                )
+                await create(client, kernel_id)
+                result = await print_one(client, kernel_id, "r")
                 took = time.perf_counter() - t0
-                assert result["status"] == "finished", result
-                await client.call("destroy_kernel", {"kernel_id": kernel_id})
+                assert result.status == "finished", result
+                await destroy(client, kernel_id)
                 if i:  # the first one warms caches
                     times.append(took)
         finally:
@@ -178,9 +193,9 @@ def disk_attach_release(scratch: Path, rounds: int) -> tuple[list[float], list[f
 
 async def create_destroy(client: RPCClient, kernel_id: str) -> float:
     t0 = time.perf_counter()
-    await client.call("create_kernel", {"kernel_id": kernel_id, "lang": "python3", "owner": "b"})
+    await create(client, kernel_id)
     took = time.perf_counter() - t0
-    await client.call("destroy_kernel", {"kernel_id": kernel_id})
+    await destroy(client, kernel_id)
     return took
 
 
@@ -225,21 +240,17 @@ async def main() -> int:
         client = RPCClient(addr, timeout=60)
         try:
             raw = await repl_bench.kernel_round_trips("python3", args.rounds, "print(1)")
-            await client.call(
-                "create_kernel", {"kernel_id": "warm", "lang": "python3", "owner": "b"}
-            )
+            await create(client, "warm")
             via = await agent_round_trips(client, "warm", args.rounds)
-            await client.call("destroy_kernel", {"kernel_id": "warm"})
+            await destroy(client, "warm")
 
             creates, runs = [], []
             for i in range(args.creates):
                 runs.append(await asyncio.to_thread(docker_run_detached, ref))
                 t0 = time.perf_counter()
-                await client.call(
-                    "create_kernel", {"kernel_id": f"c{i}", "lang": "python3", "owner": "b"}
-                )
+                await create(client, f"c{i}")
                 creates.append(time.perf_counter() - t0)
-                await client.call("destroy_kernel", {"kernel_id": f"c{i}"})
+                await destroy(client, f"c{i}")
             with_cap, without, attach, release = await disk_cost(valkey.url, client, args.creates)
         finally:
             await client.close()

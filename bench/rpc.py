@@ -1,9 +1,10 @@
 """Benchmark sorna.common.rpc against raw pyzmq REQ/REP over TCP loopback.
 
-Prints p50/p99 round-trip latency of ``ping`` through the RPC layer and through a bare
-REQ/REP pair exchanging the same bytes, their ratio (target <= 1.5), and the throughput of
-64 concurrent callers sharing one client socket (target >= 5,000 calls/s). Each server runs
-in its own process, like an agent would.
+Prints p50/p99 round-trip latency of ``ping`` through the typed agent client (``AgentClient``
+to an ``AgentMethods`` table: the gateway's path), through the RPC layer alone (maps by
+method name), and through a bare REQ/REP pair exchanging the same bytes, their ratios
+(target <= 1.5), and the throughput of 64 concurrent typed callers sharing one client socket
+(target >= 5,000 calls/s). Each server runs in its own process, like an agent would.
 
 Usage: ``python bench/rpc.py [--calls N] [--payload BYTES]``
 """
@@ -17,12 +18,13 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
 
 import zmq
 import zmq.asyncio
 
+from sorna.common.agentapi import AgentClient, AgentMethods
 from sorna.common.codec import packb
+from sorna.common.messages import PING, PingParams, PingResult
 from sorna.common.rpc import RPCClient, RPCServer
 
 CONCURRENCY = 64
@@ -30,15 +32,18 @@ RATIO_TARGET = 1.5
 THROUGHPUT_TARGET = 5_000.0
 
 
-def _ping(params: dict[str, Any]) -> Any:
+def _ping(params: PingParams) -> PingResult:
     # A plain function: quick methods like ping are answered inline, without a task.
-    return {"echo": params.get("echo")}
+    return PingResult(echo=params.echo)
 
 
 async def _serve_rpc() -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with RPCServer(address="tcp://127.0.0.1:0", handlers={"ping": _ping}) as server:
+    methods = AgentMethods()
+    methods.serve_inline(PING, _ping)
+    handlers = methods.handlers(partial=True)
+    async with RPCServer(address="tcp://127.0.0.1:0", handlers=handlers) as server:
         print(server.address, flush=True)
         await stop.wait()
 
@@ -82,17 +87,19 @@ def _percentiles(samples_ns: list[int]) -> tuple[float, float]:
 
 async def _measure(
     raw_address: str, rpc_address: str, payload: bytes, calls: int, rounds: int
-) -> tuple[list[int], list[int], float]:
-    """Time sequential round trips of both kinds in alternating rounds, then the throughput.
+) -> tuple[list[int], list[int], list[int], float]:
+    """Time sequential round trips of each kind in alternating rounds, then the throughput.
 
-    Alternating keeps the two samples comparable on a machine whose load drifts.
+    Alternating keeps the samples comparable on a machine whose load drifts.
     """
     body = packb(
-        {"v": 1, "id": "0", "method": "ping", "params": {"echo": payload}, "deadline": 0.0}
+        {"v": 1, "id": "0", "method": PING.name, "params": {"echo": payload}, "deadline": 0.0}
     )
     params = {"echo": payload}
+    typed_params = PingParams(echo=payload)
     raw: list[int] = []
     rpc: list[int] = []
+    typed: list[int] = []
     clock = time.perf_counter_ns
     ctx = zmq.Context()
     req = ctx.socket(zmq.REQ)
@@ -100,10 +107,12 @@ async def _measure(
     req.connect(raw_address)
     try:
         async with RPCClient(rpc_address, timeout=10.0) as client:
-            for _ in range(calls // 10):  # warm up both paths
+            agent = AgentClient(client)
+            for _ in range(calls // 10):  # warm up every path
                 req.send(body)
                 req.recv()
-                await client.call("ping", params)
+                await client.call(PING.name, params)
+                await agent.ping(typed_params)
             for _ in range(rounds):
                 for _ in range(calls // rounds):
                     started = clock()
@@ -112,14 +121,18 @@ async def _measure(
                     raw.append(clock() - started)
                 for _ in range(calls // rounds):
                     started = clock()
-                    await client.call("ping", params)
+                    await client.call(PING.name, params)
                     rpc.append(clock() - started)
+                for _ in range(calls // rounds):
+                    started = clock()
+                    await agent.ping(typed_params)
+                    typed.append(clock() - started)
 
             per_caller = max(calls // CONCURRENCY, 50)
 
             async def caller() -> None:
                 for _ in range(per_caller):
-                    await client.call("ping", params)
+                    await agent.ping(typed_params)
 
             started = clock()
             await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
@@ -127,7 +140,7 @@ async def _measure(
     finally:
         req.close()
         ctx.term()
-    return raw, rpc, throughput
+    return raw, rpc, typed, throughput
 
 
 def main() -> int:
@@ -146,7 +159,7 @@ def main() -> int:
 
     raw_server, rpc_server = _Server("raw"), _Server("rpc")
     try:
-        raw, rpc, throughput = asyncio.run(
+        raw, rpc, typed, throughput = asyncio.run(
             _measure(
                 raw_server.address, rpc_server.address, b"x" * args.payload, args.calls, args.rounds
             )
@@ -157,13 +170,16 @@ def main() -> int:
 
     raw_p50, raw_p99 = _percentiles(raw)
     rpc_p50, rpc_p99 = _percentiles(rpc)
-    ratio = rpc_p50 / raw_p50
+    typed_p50, typed_p99 = _percentiles(typed)
     print(f"ping round trip over TCP loopback, {args.payload} B payload, {args.calls} calls")
     print(f"  raw pyzmq REQ/REP   p50 {raw_p50:8.1f} us   p99 {raw_p99:8.1f} us")
-    print(f"  sorna.common.rpc    p50 {rpc_p50:8.1f} us   p99 {rpc_p99:8.1f} us")
-    ok = "ok" if ratio <= RATIO_TARGET else "OVER TARGET"
-    print(f"  ratio (p50)         {ratio:8.2f}   (target <= {RATIO_TARGET}: {ok})")
-    print(f"  ratio (p99)         {rpc_p99 / raw_p99:8.2f}")
+    print(f"  sorna.common.rpc    p50 {rpc_p50:8.1f} us   p99 {rpc_p99:8.1f} us   (by name)")
+    print(f"  AgentClient         p50 {typed_p50:8.1f} us   p99 {typed_p99:8.1f} us   (typed)")
+    for label, p50, p99 in (("rpc", rpc_p50, rpc_p99), ("typed", typed_p50, typed_p99)):
+        ratio = p50 / raw_p50
+        ok = "ok" if ratio <= RATIO_TARGET else "OVER TARGET"
+        print(f"  ratio {label:5} (p50)   {ratio:8.2f}   (target <= {RATIO_TARGET}: {ok})")
+        print(f"  ratio {label:5} (p99)   {p99 / raw_p99:8.2f}")
     ok = "ok" if throughput >= THROUGHPUT_TARGET else "UNDER TARGET"
     print(
         f"  throughput, {CONCURRENCY} concurrent callers on one socket: "

@@ -18,6 +18,7 @@ import pytest
 
 from sorna.agent.agent import Agent
 from sorna.agent.config import AgentSettings, CapsSettings
+from sorna.common import messages as msg
 from sorna.common.config import RedisSettings, S3Settings
 from sorna.common.constants import LABEL_AGENT_ID
 from sorna.common.rpc import RPCClient
@@ -190,7 +191,7 @@ async def run_to_end(
     statuses: list[str] = []
     answers = list(inputs or [])
     while True:
-        result = await client.call("execute", params)
+        result = await client.call(msg.EXECUTE.name, params)
         console.extend(result["console"])
         statuses.append(result["status"])
         if result["status"] in ("finished", "exec-timeout"):

@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 
+from sorna.common import messages as msg
+
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
@@ -15,7 +17,9 @@ async def test_twenty_kernels_execute_at_once(make_agent, rpc, run) -> None:
     ids = [f"k{i:02d}" for i in range(20)]
     await asyncio.gather(
         *(
-            client.call("create_kernel", {"kernel_id": kid, "lang": "python3", "owner": "AK"})
+            client.call(
+                msg.CREATE_KERNEL.name, {"kernel_id": kid, "lang": "python3", "owner": "AK"}
+            )
             for kid in ids
         )
     )
@@ -27,4 +31,4 @@ async def test_twenty_kernels_execute_at_once(make_agent, rpc, run) -> None:
         )
     )
     assert [r["stdout"] for r in results] == [f"{i * i}\n" for i in range(20)]
-    await client.call("reset", {})
+    await client.call(msg.RESET.name, {})

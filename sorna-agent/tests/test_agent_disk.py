@@ -24,6 +24,7 @@ from sorna.agent.disk import DiskCaps, DiskCapsUnavailable, image_bytes
 from sorna.agent.errors import KernelCreationFailed
 from sorna.agent.images import ImageInfo
 from sorna.agent.localbackend import LocalBackend
+from sorna.common import messages as msg
 from sorna.common.constants import (
     KERNEL_CONTAINER_PREFIX,
     LABEL_AGENT_ID,
@@ -71,7 +72,7 @@ STATVFS = "import os\ns = os.statvfs('.')\nprint(s.f_blocks * s.f_frsize, s.f_ba
 
 async def _create(client: RPCClient, kernel_id: str = "k", **limits: Any) -> dict[str, Any]:
     params = {"kernel_id": kernel_id, "lang": "python3", "owner": "AK", "limits": limits}
-    result: dict[str, Any] = await client.call("create_kernel", params)
+    result: dict[str, Any] = await client.call(msg.CREATE_KERNEL.name, params)
     return result
 
 
@@ -182,12 +183,14 @@ async def test_uploads_count_against_the_cap(make_agent, rpc, run, backend_name)
     assert (await _fill(run, client, "k", "filler", free - 128 * 1024))[0] == "ok"
     big = {"kernel_id": "k", "path": "up/big.bin", "data": b"u" * (512 * 1024)}
     with pytest.raises(RemoteError) as info:
-        await client.call("upload_file", big)
+        await client.call(msg.UPLOAD_FILE.name, big)
     assert info.value.type == "payload-too-large", info.value
     # No partial upload is kept, and what fits still goes in.
-    listing = await client.call("list_files", {"kernel_id": "k", "path": "up"})
+    listing = await client.call(msg.LIST_FILES.name, {"kernel_id": "k", "path": "up"})
     assert [f["size"] for f in listing["files"] if f["name"] == "big.bin"] in ([], [0])
-    await client.call("upload_file", {"kernel_id": "k", "path": "small.txt", "data": b"s" * 4096})
+    await client.call(
+        msg.UPLOAD_FILE.name, {"kernel_id": "k", "path": "small.txt", "data": b"s" * 4096}
+    )
     result = await run(client, "k", "print(len(open('small.txt', 'rb').read()))")
     assert result["stdout"] == "4096\n"
     # Full to the last block: not even a new folder or a one-byte file goes in.
@@ -195,7 +198,7 @@ async def test_uploads_count_against_the_cap(make_agent, rpc, run, backend_name)
     assert result["stdout"] == "full\n", result
     for path in ("one.txt", "new/folder/one.txt"):
         with pytest.raises(RemoteError) as info:
-            await client.call("upload_file", {"kernel_id": "k", "path": path, "data": b"1"})
+            await client.call(msg.UPLOAD_FILE.name, {"kernel_id": "k", "path": path, "data": b"1"})
         assert info.value.type == "payload-too-large", (path, info.value)
 
 
@@ -218,7 +221,7 @@ async def test_default_request_and_agent_cap(make_agent, rpc, run) -> None:
         await _create(client, kid, **limits)
     got = {}
     for kid in asked:
-        created = await client.call("list_files", {"kernel_id": kid, "path": ""})
+        created = await client.call(msg.LIST_FILES.name, {"kernel_id": kid, "path": ""})
         assert created["files"] == []  # a fresh, empty disk
         got[kid] = (await _statvfs(run, client, kid))[1] // MiB
     # The image's default (1 GiB) and anything above the agent's cap are clamped to the cap.
@@ -241,7 +244,7 @@ async def test_no_disk_caps_when_disabled(make_agent, rpc, run, scratch_root, ca
     created = await _create(client, disk_kib=16 * 1024)
     assert created["limits"]["disk_kib"] == 0
     assert _mounts(scratch_root) == []
-    await client.call("destroy_kernel", {"kernel_id": "k"})
+    await client.call(msg.DESTROY_KERNEL.name, {"kernel_id": "k"})
 
 
 async def test_an_agent_that_cannot_mount_refuses_to_start(
@@ -280,7 +283,7 @@ async def test_destroy_removes_mount_image_and_loop(make_agent, rpc, backend_nam
     client = rpc(agent)
     await _create(client, disk_kib=16 * 1024)
     assert _disk_state(scratch_root, "k") == (True, True, True)
-    await client.call("destroy_kernel", {"kernel_id": "k"})
+    await client.call(msg.DESTROY_KERNEL.name, {"kernel_id": "k"})
     assert _disk_state(scratch_root, "k") == (False, False, False)
     assert not (scratch_root / "work" / "k").exists()
 
@@ -377,7 +380,9 @@ async def test_a_killed_agents_disks_are_cleaned_by_the_next(
     try:
         for kid in ("keep", "gone"):
             await _create(client, kid, disk_kib=16 * 1024)
-        await client.call("upload_file", {"kernel_id": "keep", "path": "kept.txt", "data": b"K"})
+        await client.call(
+            msg.UPLOAD_FILE.name, {"kernel_id": "keep", "path": "kept.txt", "data": b"K"}
+        )
     finally:
         await client.close()
         proc.send_signal(signal.SIGKILL)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sorna.common import messages as msg
 from sorna.common.errors import MethodNotFound, RemoteError
 
 pytestmark = pytest.mark.docker
@@ -17,7 +18,7 @@ async def _kernel(make_agent, rpc, backend: str, lang: str = "python3", **limits
     agent = await make_agent(backend=backend)
     client = rpc(agent)
     await client.call(
-        "create_kernel", {"kernel_id": "k1", "lang": lang, "owner": "AK", "limits": limits}
+        msg.CREATE_KERNEL.name, {"kernel_id": "k1", "lang": lang, "owner": "AK", "limits": limits}
     )
     return agent, client
 
@@ -26,10 +27,10 @@ async def test_continued_then_finished_with_merged_chunks(make_agent, rpc, backe
     _, client = await _kernel(make_agent, rpc, backend_name)
     code = "import time\nfor i in range(4):\n    print(i, flush=True)\n    time.sleep(0.3)\n"
     params = {"kernel_id": "k1", "run_id": "r1", "mode": "query", "code": code}
-    results = [await client.call("execute", params)]
+    results = [await client.call(msg.EXECUTE.name, params)]
     while results[-1]["status"] == "continued":
         params = {**params, "mode": "continue", "code": ""}
-        results.append(await client.call("execute", params))
+        results.append(await client.call(msg.EXECUTE.name, params))
     assert results[0]["status"] == "continued"
     assert results[-1]["status"] == "finished"
     assert all(r["runId"] == "r1" for r in results)
@@ -80,7 +81,7 @@ async def test_exec_timeout_restarts_the_kernel(make_agent, rpc, run, backend_na
 async def test_restart_keeps_scratch(make_agent, rpc, run, backend_name) -> None:
     _, client = await _kernel(make_agent, rpc, backend_name)
     await run(client, "k1", "y = 5\nopen('data.txt', 'w').write('scratch')")
-    assert await client.call("restart_kernel", {"kernel_id": "k1"}) == {}
+    assert await client.call(msg.RESTART_KERNEL.name, {"kernel_id": "k1"}) == {}
     result = await run(client, "k1", "print(open('data.txt').read())\nprint(y)")
     assert result["stdout"] == "scratch\n"
     assert "NameError" in result["stderr"]
@@ -89,7 +90,7 @@ async def test_restart_keeps_scratch(make_agent, rpc, run, backend_name) -> None
 async def test_batch_build_and_exec(make_agent, rpc, run, backend_name) -> None:
     _, client = await _kernel(make_agent, rpc, backend_name, lang="c")
     source = b'#include <stdio.h>\nint main(void) { printf("built %d\\n", 6 * 7); return 0; }\n'
-    await client.call("upload_file", {"kernel_id": "k1", "path": "main.c", "data": source})
+    await client.call(msg.UPLOAD_FILE.name, {"kernel_id": "k1", "path": "main.c", "data": source})
     result = await run(client, "k1", "", mode="batch", options={"build": "*", "exec": "*"})
     assert "build-finished" in result["statuses"]
     assert result["statuses"][-1] == "finished"
@@ -100,25 +101,27 @@ async def test_interrupt_and_completions(make_agent, rpc, run, backend_name) -> 
     _, client = await _kernel(make_agent, rpc, backend_name)
     task = asyncio.create_task(run(client, "k1", "import time\ntime.sleep(30)"))
     await asyncio.sleep(0.5)
-    assert await client.call("interrupt_kernel", {"kernel_id": "k1"}) == {}
+    assert await client.call(msg.INTERRUPT_KERNEL.name, {"kernel_id": "k1"}) == {}
     result = await task
     assert result["status"] == "finished"
     assert "KeyboardInterrupt" in result["stderr"]
-    found = await client.call("get_completions", {"kernel_id": "k1", "code": "pri"})
+    found = await client.call(msg.GET_COMPLETIONS.name, {"kernel_id": "k1", "code": "pri"})
     assert "print" in "".join(found["completions"])
 
 
 async def test_rpc_errors(make_agent, rpc, backend_name) -> None:
     _, client = await _kernel(make_agent, rpc, backend_name)
     with pytest.raises(RemoteError) as info:
-        await client.call("execute", {"kernel_id": "nope", "run_id": "r", "mode": "query"})
+        await client.call(msg.EXECUTE.name, {"kernel_id": "nope", "run_id": "r", "mode": "query"})
     assert info.value.type == "kernel-not-found"
     with pytest.raises(RemoteError) as info:
-        await client.call("create_kernel", {"kernel_id": "k2", "lang": "cobol", "owner": "AK"})
+        await client.call(
+            msg.CREATE_KERNEL.name, {"kernel_id": "k2", "lang": "cobol", "owner": "AK"}
+        )
     assert info.value.type == "unsupported-lang"
     with pytest.raises(RemoteError) as info:
-        await client.call("create_kernel", {"kernel_id": "k3", "lang": 5, "owner": "AK"})
+        await client.call(msg.CREATE_KERNEL.name, {"kernel_id": "k3", "lang": 5, "owner": "AK"})
     assert info.value.type == "invalid-api-params"
     with pytest.raises(MethodNotFound):
         await client.call("launch_missiles", {})
-    assert await client.call("ping", {"echo": [1, "x"]}) == {"echo": [1, "x"]}
+    assert await client.call(msg.PING.name, {"echo": [1, "x"]}) == {"echo": [1, "x"]}

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sorna.common import messages as msg
 from sorna.common.errors import RemoteError
 
 pytestmark = pytest.mark.docker
@@ -15,20 +16,24 @@ pytestmark = pytest.mark.docker
 async def _kernel(make_agent, rpc, backend: str, **kw: Any):
     agent = await make_agent(backend=backend, **kw)
     client = rpc(agent)
-    await client.call("create_kernel", {"kernel_id": "k", "lang": "python3", "owner": "AK"})
+    await client.call(msg.CREATE_KERNEL.name, {"kernel_id": "k", "lang": "python3", "owner": "AK"})
     return agent, client
 
 
 async def test_upload_list_download_round_trip(make_agent, rpc, run, backend_name) -> None:
     _, client = await _kernel(make_agent, rpc, backend_name)
     payload = bytes(range(256)) * 300  # 76800 bytes, several chunks of 32 KiB
-    await client.call("upload_file", {"kernel_id": "k", "path": "in/data.bin", "data": payload})
-    await client.call("upload_file", {"kernel_id": "k", "path": "/home/work/a.txt", "data": b"A"})
-    listing = await client.call("list_files", {"kernel_id": "k", "path": "in"})
+    await client.call(
+        msg.UPLOAD_FILE.name, {"kernel_id": "k", "path": "in/data.bin", "data": payload}
+    )
+    await client.call(
+        msg.UPLOAD_FILE.name, {"kernel_id": "k", "path": "/home/work/a.txt", "data": b"A"}
+    )
+    listing = await client.call(msg.LIST_FILES.name, {"kernel_id": "k", "path": "in"})
     assert [(f["name"], f["size"], f["type"]) for f in listing["files"]] == [
         ("data.bin", len(payload), "file")
     ]
-    top = await client.call("list_files", {"kernel_id": "k", "path": ""})
+    top = await client.call(msg.LIST_FILES.name, {"kernel_id": "k", "path": ""})
     assert {f["name"] for f in top["files"]} == {"in", "a.txt"}
     # The kernel reads and can overwrite what was uploaded.
     result = await run(
@@ -41,7 +46,7 @@ async def test_upload_list_download_round_trip(make_agent, rpc, run, backend_nam
     got, offset = b"", 0
     while True:
         chunk = await client.call(
-            "download_file",
+            msg.DOWNLOAD_FILE.name,
             {"kernel_id": "k", "path": "in/data.bin", "offset": offset, "length": 32768},
         )
         got += chunk["data"]
@@ -57,9 +62,9 @@ async def test_upload_list_download_round_trip(make_agent, rpc, run, backend_nam
 async def test_paths_outside_work_are_refused(make_agent, rpc, path) -> None:
     _, client = await _kernel(make_agent, rpc, "local")
     for method, params in (
-        ("upload_file", {"path": path, "data": b"x"}),
-        ("list_files", {"path": path}),
-        ("download_file", {"path": path}),
+        (msg.UPLOAD_FILE.name, {"path": path, "data": b"x"}),
+        (msg.LIST_FILES.name, {"path": path}),
+        (msg.DOWNLOAD_FILE.name, {"path": path}),
     ):
         with pytest.raises(RemoteError) as info:
             await client.call(method, {"kernel_id": "k", **params})
@@ -70,30 +75,31 @@ async def test_symlinks_out_of_work_are_refused(make_agent, rpc, run) -> None:
     _, client = await _kernel(make_agent, rpc, "docker")
     await run(client, "k", "import os\nos.symlink('/etc', 'etc')\nos.symlink('/etc/hostname', 'h')")
     for method, params in (
-        ("upload_file", {"path": "etc/evil", "data": b"x"}),
-        ("upload_file", {"path": "h", "data": b"x"}),
-        ("download_file", {"path": "h"}),
-        ("list_files", {"path": "etc"}),
+        (msg.UPLOAD_FILE.name, {"path": "etc/evil", "data": b"x"}),
+        (msg.UPLOAD_FILE.name, {"path": "h", "data": b"x"}),
+        (msg.DOWNLOAD_FILE.name, {"path": "h"}),
+        (msg.LIST_FILES.name, {"path": "etc"}),
     ):
         with pytest.raises(RemoteError) as info:
             await client.call(method, {"kernel_id": "k", **params})
         assert info.value.type == "invalid-api-params", method
 
 
-async def test_upload_size_cap(make_agent, rpc) -> None:
+async def test_upload_size_is_the_gateways_to_cap(make_agent, rpc) -> None:
+    # One upload cap, the gateway's (limits.upload_max_file_bytes): the agent writes what it
+    # is sent, bounded only by the kernel's disk.
     _, client = await _kernel(make_agent, rpc, "local")
-    with pytest.raises(RemoteError) as info:
-        await client.call(
-            "upload_file", {"kernel_id": "k", "path": "big", "data": b"x" * ((1 << 20) + 1)}
-        )
-    assert info.value.type == "payload-too-large"
+    big = b"x" * (3 << 20)
+    await client.call(msg.UPLOAD_FILE.name, {"kernel_id": "k", "path": "big", "data": big})
+    got = await client.call(msg.LIST_FILES.name, {"kernel_id": "k", "path": ""})
+    assert [f["size"] for f in got["files"] if f["name"] == "big"] == [len(big)]
 
 
 async def test_output_files_are_listed_and_uploaded(
     make_agent, rpc, run, s3_bucket, backend_name
 ) -> None:
     _, client = await _kernel(make_agent, rpc, backend_name, s3=s3_bucket)
-    await client.call("upload_file", {"kernel_id": "k", "path": "old.txt", "data": b"old"})
+    await client.call(msg.UPLOAD_FILE.name, {"kernel_id": "k", "path": "old.txt", "data": b"old"})
     code = (
         "import os\n"
         "open('out.txt', 'w').write('result')\n"

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from sorna.common import messages as msg
 from sorna.common.errors import RemoteError
 
 pytestmark = pytest.mark.docker
@@ -89,7 +90,7 @@ async def _kernel(make_agent, rpc, backend: str, **kw: Any):
     agent = await make_agent(backend=backend, **kw)
     client = rpc(agent)
     kid = f"k{uuid.uuid4().hex[:8]}"
-    await client.call("create_kernel", {"kernel_id": kid, "lang": "python3", "owner": "AK"})
+    await client.call(msg.CREATE_KERNEL.name, {"kernel_id": kid, "lang": "python3", "owner": "AK"})
     return agent, client, kid
 
 
@@ -145,20 +146,20 @@ async def test_link_swap_race_never_reaches_the_host(
 
     async def worker(n: int) -> None:
         for i in range(n):
-            got = await attempt("download_file", {"path": "f", "length": 1 << 16})
+            got = await attempt(msg.DOWNLOAD_FILE.name, {"path": "f", "length": 1 << 16})
             if got is not None:
                 data = got["data"]
                 if secret[:7] in data or data != LEGIT[: len(data)]:
                     wins["download of the host file"] += 1
                 seen["download ok"] += 1
-            listing = await attempt("list_files", {"path": "d"})
+            listing = await attempt(msg.LIST_FILES.name, {"path": "d"})
             if listing is not None:
                 names = {f["name"] for f in listing["files"]}
                 if host_entry in names:
                     wins["listing of the host folder"] += 1
                 seen["listed folder"] += 1
             upload = ("d/up", b"up") if i % 2 else ("f", LEGIT)
-            await attempt("upload_file", {"path": upload[0], "data": upload[1]})
+            await attempt(msg.UPLOAD_FILE.name, {"path": upload[0], "data": upload[1]})
             check_host()
 
     workers = 8
@@ -169,8 +170,8 @@ async def test_link_swap_race_never_reaches_the_host(
     assert dict(wins) == {}, (dict(wins), dict(seen), f"{len(unexpected)} other errors")
     assert not unexpected, unexpected[:5]
     # The race was live: each op met the real file or folder and the swapped-in link.
-    assert seen["download ok"] and seen["download_file refused"], dict(seen)
-    assert seen["listed folder"] and seen["list_files refused"], dict(seen)
+    assert seen["download ok"] and seen[f"{msg.DOWNLOAD_FILE.name} refused"], dict(seen)
+    assert seen["listed folder"] and seen[f"{msg.LIST_FILES.name} refused"], dict(seen)
     assert sorted(os.listdir(host_dir)) == [host_entry]
     assert secret_path.read_bytes() == secret
 
@@ -214,29 +215,29 @@ async def test_fifos_and_sockets_are_refused_at_once(
     fifo = scratch_root / "work" / kid / "p"
     k = {"kernel_id": kid}
     try:
-        error = await _refused(client.call("upload_file", {**k, "path": "p", "data": b"x"}))
+        error = await _refused(client.call(msg.UPLOAD_FILE.name, {**k, "path": "p", "data": b"x"}))
         assert "regular file" in error.message
         for name in ("p", "s"):
-            error = await _refused(client.call("download_file", {**k, "path": name}))
+            error = await _refused(client.call(msg.DOWNLOAD_FILE.name, {**k, "path": name}))
             assert "regular file" in error.message
-        top = await client.call("list_files", {**k, "path": ""})
+        top = await client.call(msg.LIST_FILES.name, {**k, "path": ""})
         assert {f["name"]: f["type"] for f in top["files"]} == {
             "p": "fifo",
             "s": "socket",
             "l": "link",
         }
-        one = await client.call("list_files", {**k, "path": "p"})
+        one = await client.call(msg.LIST_FILES.name, {**k, "path": "p"})
         assert [(f["name"], f["type"]) for f in one["files"]] == [("p", "fifo")]
 
         # A flood of hostile file calls on a pool of two threads, and another user's create.
         hostile = [
-            client.call("upload_file", {**k, "path": "p", "data": b"x" * 1000})
+            client.call(msg.UPLOAD_FILE.name, {**k, "path": "p", "data": b"x" * 1000})
             if i % 2
-            else client.call("download_file", {**k, "path": "p"})
+            else client.call(msg.DOWNLOAD_FILE.name, {**k, "path": "p"})
             for i in range(20)
         ]
         create = client.call(
-            "create_kernel", {"kernel_id": kid + "b", "lang": "python3", "owner": "BK"}
+            msg.CREATE_KERNEL.name, {"kernel_id": kid + "b", "lang": "python3", "owner": "BK"}
         )
         *answers, created = await asyncio.gather(*hostile, create, return_exceptions=True)
         assert isinstance(created, dict) and created["kernel_id"] == kid + "b", created
@@ -244,8 +245,8 @@ async def test_fifos_and_sockets_are_refused_at_once(
             isinstance(a, RemoteError) and a.type == "invalid-api-params" for a in answers
         ), answers
         # The file pool still serves.
-        await client.call("upload_file", {**k, "path": "ok.txt", "data": b"ok"})
-        got = await client.call("download_file", {**k, "path": "ok.txt"})
+        await client.call(msg.UPLOAD_FILE.name, {**k, "path": "ok.txt", "data": b"ok"})
+        got = await client.call(msg.DOWNLOAD_FILE.name, {**k, "path": "ok.txt"})
         assert got["data"] == b"ok"
         assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     finally:
@@ -276,13 +277,13 @@ async def test_a_name_that_is_not_utf8_loses_nothing(
     assert files["ok.txt"]["url"].startswith(s3_bucket.endpoint_url)
     assert "downloadable" not in files["ok.txt"]
     assert await asyncio.to_thread(_objects, s3_bucket) == {f"{kid}/r1/ok.txt": b"fine"}
-    listing = await client.call("list_files", {"kernel_id": kid, "path": ""})
+    listing = await client.call(msg.LIST_FILES.name, {"kernel_id": kid, "path": ""})
     entries = {f["name"]: f for f in listing["files"]}
     assert set(entries) == {"ok.txt", "rt-\\xff\\xfe"}
     assert entries["rt-\\xff\\xfe"]["downloadable"] is False
     assert entries["rt-\\xff\\xfe"]["size"] == 3
     # The escaped form names no file: a download of it is a plain "does not exist".
-    await _refused(client.call("download_file", {"kernel_id": kid, "path": "rt-\\xff\\xfe"}))
+    await _refused(client.call(msg.DOWNLOAD_FILE.name, {"kernel_id": kid, "path": "rt-\\xff\\xfe"}))
     again = await run(client, kid, "print('still fine')")
     assert again["stdout"] == "still fine\n"
 
@@ -310,9 +311,9 @@ def _long_path(total: int) -> str:
 async def test_names_and_paths_past_the_limits_are_refused(make_agent, rpc, path) -> None:
     _, client, kid = await _kernel(make_agent, rpc, "local")
     for method, params in (
-        ("upload_file", {"path": path, "data": b"x"}),
-        ("list_files", {"path": path}),
-        ("download_file", {"path": path}),
+        (msg.UPLOAD_FILE.name, {"path": path, "data": b"x"}),
+        (msg.LIST_FILES.name, {"path": path}),
+        (msg.DOWNLOAD_FILE.name, {"path": path}),
     ):
         error = await _refused(client.call(method, {"kernel_id": kid, **params}))
         assert "longer than" in error.message, (method, error)
@@ -323,8 +324,8 @@ async def test_names_and_paths_at_the_limits_work(make_agent, rpc, backend_name)
     name = "n" * 255
     deep = _long_path(4000)
     for path in (name, deep):
-        await client.call("upload_file", {"kernel_id": kid, "path": path, "data": b"edge"})
-        got = await client.call("download_file", {"kernel_id": kid, "path": path})
+        await client.call(msg.UPLOAD_FILE.name, {"kernel_id": kid, "path": path, "data": b"edge"})
+        got = await client.call(msg.DOWNLOAD_FILE.name, {"kernel_id": kid, "path": path})
         assert got["data"] == b"edge"
-        listing = await client.call("list_files", {"kernel_id": kid, "path": path})
+        listing = await client.call(msg.LIST_FILES.name, {"kernel_id": kid, "path": path})
         assert [f["name"] for f in listing["files"]] == [path.rsplit("/", 1)[-1]]

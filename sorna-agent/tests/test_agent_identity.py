@@ -21,6 +21,7 @@ import pytest
 from sorna.agent.agent import Agent
 from sorna.agent.config import AgentSettings
 from sorna.agent.errors import AgentIdInUse
+from sorna.common import messages as msg
 from sorna.common.config import RedisSettings
 from sorna.common.constants import AGENT_ID_FILE, KERNEL_CONTAINER_PREFIX, LABEL_AGENT_ID
 from sorna.common.errors import ConfigError
@@ -116,7 +117,7 @@ async def test_same_configured_id_twice_is_refused(agents) -> None:  # type: ign
     # The first one is untouched and still the registered one.
     client = RPCClient(first.address, timeout=30)
     try:
-        assert await client.call("ping", {"echo": 1}) == {"echo": 1}
+        assert await client.call(msg.PING.name, {"echo": 1}) == {"echo": 1}
     finally:
         await client.close()
     # Once it is gone, the id is free again.
@@ -137,7 +138,9 @@ async def test_two_docker_agents_on_one_host_keep_to_their_own(agents) -> None: 
     client_a, client_b = RPCClient(a.address, timeout=60), RPCClient(b.address, timeout=60)
     try:
         for client, kid in ((client_a, kid_a), (client_b, kid_b)):
-            await client.call("create_kernel", {"kernel_id": kid, "lang": "python3", "owner": "AK"})
+            await client.call(
+                msg.CREATE_KERNEL.name, {"kernel_id": kid, "lang": "python3", "owner": "AK"}
+            )
         await run_to_end(client_b, kid_b, "state = 'bee'")
         labels = _docker(
             "inspect",

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from sorna.common import messages as msg
 from sorna.common.constants import KERNEL_CONTAINER_PREFIX
 from sorna.common.keys import RedisKeys
 
@@ -21,7 +22,9 @@ KEYS = RedisKeys()
 async def test_container_killed_from_outside(make_agent, rpc, redis, events) -> None:
     agent = await make_agent()
     client = rpc(agent)
-    await client.call("create_kernel", {"kernel_id": "victim", "lang": "python3", "owner": "AK"})
+    await client.call(
+        msg.CREATE_KERNEL.name, {"kernel_id": "victim", "lang": "python3", "owner": "AK"}
+    )
     proc = await asyncio.create_subprocess_exec(
         "docker", "kill", f"{KERNEL_CONTAINER_PREFIX}victim", stdout=subprocess.DEVNULL
     )
@@ -39,7 +42,9 @@ async def test_restarted_agent_readopts_kernels(make_agent, rpc, run) -> None:
     first = await make_agent(keep_kernels_on_shutdown=True)
     client = rpc(first)
     for kid in ("a", "b"):
-        await client.call("create_kernel", {"kernel_id": kid, "lang": "python3", "owner": "AK"})
+        await client.call(
+            msg.CREATE_KERNEL.name, {"kernel_id": kid, "lang": "python3", "owner": "AK"}
+        )
         await run(client, kid, f"state = '{kid}' * 2")
     await first.close()
     second = await make_agent()
@@ -52,7 +57,9 @@ async def test_restarted_agent_readopts_kernels(make_agent, rpc, run) -> None:
 async def test_idle_kernels_are_reaped(make_agent, rpc, redis, events) -> None:
     agent = await make_agent(backend="local", idle_timeout=1.0)
     client = rpc(agent)
-    await client.call("create_kernel", {"kernel_id": "idle", "lang": "python3", "owner": "AK"})
+    await client.call(
+        msg.CREATE_KERNEL.name, {"kernel_id": "idle", "lang": "python3", "owner": "AK"}
+    )
     event = await events.wait(
         redis, "kernel_terminated", lambda body: body.kernel_id == "idle", within=10
     )
@@ -64,8 +71,10 @@ async def test_reset_destroys_everything(make_agent, rpc) -> None:
     agent = await make_agent()
     client = rpc(agent)
     for kid in ("x", "y"):
-        await client.call("create_kernel", {"kernel_id": kid, "lang": "python3", "owner": "AK"})
-    result = await client.call("reset", {})
+        await client.call(
+            msg.CREATE_KERNEL.name, {"kernel_id": kid, "lang": "python3", "owner": "AK"}
+        )
+    result = await client.call(msg.RESET.name, {})
     assert sorted(result["destroyed"]) == ["x", "y"]
     assert agent.kernel_ids == []
 
@@ -73,7 +82,7 @@ async def test_reset_destroys_everything(make_agent, rpc) -> None:
 async def test_heartbeats_keep_the_alive_key(make_agent, rpc, redis, events) -> None:
     agent = await make_agent(backend="local", stats_interval=0.3)
     client = rpc(agent)
-    await client.call("create_kernel", {"kernel_id": "k", "lang": "python3", "owner": "AK"})
+    await client.call(msg.CREATE_KERNEL.name, {"kernel_id": "k", "lang": "python3", "owner": "AK"})
     alive = KEYS.agent_alive(agent.agent_id)
     for _ in range(4):  # several TTLs' worth of heartbeats
         await asyncio.sleep(0.6)
@@ -87,10 +96,10 @@ async def test_heartbeats_keep_the_alive_key(make_agent, rpc, redis, events) -> 
     assert int(entry["used_mem_slots"]) > 0
     assert await redis.sismember(KEYS.agents(), agent.agent_id)
     stats = await events.wait(redis, "kernel_stats", lambda body: "k" in body.stats, within=5)
-    assert stats.body.stats["k"]["cpu_ms"] >= 0
+    assert stats.body.stats["k"].cpu_ms >= 0
     names = {e.name for e in await events.read(redis)}
     assert {"instance_started", "instance_heartbeat", "kernel_started"} <= names
-    await client.call("destroy_kernel", {"kernel_id": "k"})
+    await client.call(msg.DESTROY_KERNEL.name, {"kernel_id": "k"})
     await agent.close()
     await events.wait(redis, "instance_terminated", lambda body: True, within=1)
     deadline = time.monotonic() + 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sorna.agent.config import CapsSettings
+from sorna.common import messages as msg
 
 pytestmark = pytest.mark.docker
 
@@ -15,7 +16,7 @@ async def test_oom_kill_is_reported_and_the_agent_is_fine(
     agent = await make_agent()
     client = rpc(agent)
     created = await client.call(
-        "create_kernel",
+        msg.CREATE_KERNEL.name,
         {"kernel_id": "big", "lang": "python3", "owner": "AK", "limits": {"mem_kib": 128 * 1024}},
     )
     assert created["limits"]["mem_kib"] == 128 * 1024
@@ -26,17 +27,19 @@ async def test_oom_kill_is_reported_and_the_agent_is_fine(
         redis, "kernel_terminated", lambda body: body.kernel_id == "big", within=5
     )
     assert event.body.reason == "oom-killed"
-    assert event.body.stats["mem_max_bytes"] > 64 << 20
+    assert event.body.stats.mem_max_bytes > 64 << 20
     assert agent.kernel_ids == []
-    assert await client.call("ping", {"echo": "ok"}) == {"echo": "ok"}
-    await client.call("create_kernel", {"kernel_id": "next", "lang": "python3", "owner": "AK"})
+    assert await client.call(msg.PING.name, {"echo": "ok"}) == {"echo": "ok"}
+    await client.call(
+        msg.CREATE_KERNEL.name, {"kernel_id": "next", "lang": "python3", "owner": "AK"}
+    )
     assert (await run(client, "next", "print('fine')"))["stdout"] == "fine\n"
 
 
 async def test_no_network(make_agent, rpc, run) -> None:
     agent = await make_agent()
     client = rpc(agent)
-    await client.call("create_kernel", {"kernel_id": "k", "lang": "python3", "owner": "AK"})
+    await client.call(msg.CREATE_KERNEL.name, {"kernel_id": "k", "lang": "python3", "owner": "AK"})
     code = (
         "import socket\n"
         "try:\n"
@@ -58,7 +61,7 @@ async def test_no_network(make_agent, rpc, run) -> None:
 async def test_pids_limit_holds(make_agent, rpc, run) -> None:
     agent = await make_agent(caps=CapsSettings(pids_limit=40))
     client = rpc(agent)
-    await client.call("create_kernel", {"kernel_id": "k", "lang": "python3", "owner": "AK"})
+    await client.call(msg.CREATE_KERNEL.name, {"kernel_id": "k", "lang": "python3", "owner": "AK"})
     code = (
         "import threading, time\n"
         "n = 0\n"
@@ -78,7 +81,8 @@ async def test_core_count_env_and_cpuset(make_agent, rpc, run) -> None:
     agent = await make_agent()
     client = rpc(agent)
     await client.call(
-        "create_kernel", {"kernel_id": "k", "lang": "python3", "owner": "AK", "limits": {"cpus": 1}}
+        msg.CREATE_KERNEL.name,
+        {"kernel_id": "k", "lang": "python3", "owner": "AK", "limits": {"cpus": 1}},
     )
     code = "import os\nprint(os.environ['NPROC'], len(os.sched_getaffinity(0)))"
     assert (await run(client, "k", code))["stdout"] == "1 1\n"

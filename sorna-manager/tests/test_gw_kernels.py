@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from typing import Any
 
@@ -310,3 +311,23 @@ async def test_live_stats_and_final_usage(gateway: Gateway, agent: Agent) -> Non
         "SELECT max_mem_kib, stats FROM kernels WHERE id = $1::uuid", kid
     )
     assert row["max_mem_kib"] > 0 and row["stats"] == body["stats"]
+
+
+async def test_the_upload_cap_is_the_gateways_one_setting(
+    start_gateway: Any, settings: Any, agent: Agent
+) -> None:
+    # One setting caps an upload (limits.upload_max_file_bytes), enforced by the gateway: a
+    # cap raised there holds end to end, and past it the answer is 413, never an agent's 500.
+    cap = 3 << 20
+    limits = dataclasses.replace(settings.limits, upload_max_file_bytes=cap)
+    gateway = await start_gateway(dataclasses.replace(settings, limits=limits))
+    api = await gateway.api()
+    kid = await create(api)
+    async with await upload(api, kid, [("at-cap.bin", b"c" * cap)]) as r:
+        assert r.status == 204, await r.text()
+    status, listing = await api.json("GET", f"/v2/kernel/{kid}/files")
+    assert status == 200
+    assert [f["size"] for f in listing["files"] if f["name"] == "at-cap.bin"] == [cap]
+    async with await upload(api, kid, [("past-cap.bin", b"c" * (cap + 1))]) as r:
+        assert r.status == 413
+        assert (await r.json())["type"] == PROB + "payload-too-large"
