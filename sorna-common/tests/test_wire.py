@@ -97,3 +97,21 @@ def test_json_logging_writes_one_object_per_line() -> None:
     rec = json.loads(lines[0])
     assert rec["msg"] == "kernel k1 created"
     assert rec["level"] == "INFO" and rec["logger"] == "sorna.test" and rec["agent"] == "i-1"
+
+
+def test_usage_is_one_type_in_events_and_results() -> None:
+    from sorna.common.messages import DestroyKernelResult, KernelStats, KernelUsage
+
+    usage = KernelUsage(cpu_ms=5, mem_cur_bytes=2048, mem_max_bytes=10240)
+    stats = KernelStats(stats={KernelId("k"): usage})
+    back = KernelStats.from_wire(codec.unpackb(codec.packb(stats.to_wire())))
+    assert back == stats and back.stats["k"].mem_cur_kib == 2
+    assert KernelTerminated.from_wire({"kernel_id": "k", "reason": "exited"}).stats == KernelUsage()
+    assert usage.columns() == {
+        "cpu_used_ms": 5, "max_mem_kib": 10, "io_read_bytes": 0, "io_write_bytes": 0,
+        "net_rx_bytes": 0, "net_tx_bytes": 0,
+    }  # fmt: skip
+    with pytest.raises(CodecError, match="'cpu_ms' must be int"):
+        KernelStats.from_wire({"stats": {"k": {"cpu_ms": "lots"}}})
+    with pytest.raises(CodecError, match="'stats' must be a map"):
+        DestroyKernelResult.from_wire({"stats": 5})
