@@ -374,6 +374,7 @@ class KernelManager:
         except RemoteError as e:
             if e.type is ErrorType.KERNEL_NOT_FOUND and route is not None:
                 await self.settle(route.kernel_id, TerminationReason.EXITED)
+                raise KernelNotFound(f"no kernel {route.kernel_id}") from e
             problem = AGENT_ERRORS.get(e.type)
             if problem is not None:
                 raise problem(e.message) from e
@@ -497,10 +498,9 @@ class KernelManager:
         self, owner: AccessKey, kernel_id: str, files: list[tuple[str, bytes]]
     ) -> None:
         route = await self.route(owner, kernel_id)
-        agent = self.agent(route.addr)
         for path, data in files:
             async with self._agent_errors(route=route):
-                await agent.upload_file(
+                await self.agent(route.addr).upload_file(
                     UploadFileParams(kernel_id=route.kernel_id, path=path, data=data)
                 )
 
