@@ -122,6 +122,15 @@ async def test_rpc_errors(make_agent, rpc, backend_name) -> None:
     with pytest.raises(RemoteError) as info:
         await client.call(msg.CREATE_KERNEL.name, {"kernel_id": "k3", "lang": 5, "owner": "AK"})
     assert info.value.type == "invalid-api-params"
+    # The agent takes modes literally: completions are get_completions (the gateway's call),
+    # and the original client's query habits are read by the gateway, not here.
+    for mode in ("complete", "nope"):
+        with pytest.raises(RemoteError) as info:
+            await client.call(
+                msg.EXECUTE.name,
+                {"kernel_id": "k1", "run_id": "r", "mode": mode, "code": "pri"},
+            )
+        assert info.value.type == "invalid-api-params", mode
     with pytest.raises(MethodNotFound):
         await client.call("launch_missiles", {})
     assert await client.call(msg.PING.name, {"echo": [1, "x"]}) == {"echo": [1, "x"]}
