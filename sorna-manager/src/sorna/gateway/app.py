@@ -72,7 +72,7 @@ async def _rpc_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _manager_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[K.SETTINGS]
     keys = RedisKeys(settings.redis.namespace)
-    registry = Registry(app[K.REDIS], keys)
+    registry = Registry(app[K.REDIS], keys, settings.scheduler.policy)
     app[K.REGISTRY] = registry
     app[K.KERNELS] = KernelManager(
         pool=app[K.DB], registry=registry, rpc=app[K.RPC], settings=settings
