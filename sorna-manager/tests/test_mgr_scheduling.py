@@ -18,11 +18,13 @@ from redis.asyncio import Redis
 
 from sorna.agent.registry import Load
 from sorna.agent.registry import Registry as AgentRegistry
+from sorna.common.config import load_settings
 from sorna.common.ids import AgentId
 from sorna.common.keys import AgentField, RedisKeys
 from sorna.common.types import AgentStatus
 from sorna.gateway import keys as K
 from sorna.gateway.testing import Gateway
+from sorna.manager import cli
 from sorna.manager.config import ManagerSettings, SchedulerSettings
 from sorna.manager.registry import Placement, Registry
 from sorna.manager.scheduler import (
@@ -117,6 +119,20 @@ async def test_pack_fills_agents_in_turn(redis: Redis) -> None:
 async def test_unknown_policy_is_refused(redis: Redis) -> None:
     with pytest.raises(ValueError, match="unknown placement policy 'random'"):
         Registry(redis, KEYS, "random")  # type: ignore[arg-type]
+
+
+def test_policy_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load_settings(ManagerSettings, env={}).scheduler.policy == "least-loaded"
+    env = {"SORNA_SCHEDULER_POLICY": "pack"}
+    assert load_settings(ManagerSettings, env=env).scheduler.policy == "pack"
+    monkeypatch.setenv("SORNA_SCHEDULER_POLICY", "random")
+    assert cli.main(["keypair", "list"]) == 2
+    assert capsys.readouterr().err == (
+        "sorna-manager: scheduler.policy: must be one of 'least-loaded', 'pack', got 'random'"
+        " (from environment SORNA_SCHEDULER_POLICY)\n"
+    )
 
 
 async def test_lost_agent_is_not_chosen(redis: Redis) -> None:
@@ -262,7 +278,7 @@ async def test_the_lua_script_agrees_with_the_python_definition(redis: Redis) ->
                     seen["full" if free else "none"] += 1
                     continue
                 seen["placed"] += 1
-                assert got == Placement(expected, free_fields(states, expected)), where
+                assert got == Placement(expected, _addr_of(states, expected)), where
                 reserved = next(s.reserved or 0 for s in states if s.agent_id == expected)
                 assert await redis.get(KEYS.agent_reserved(expected)) == b"%d" % (reserved + 1)
                 if not from_index:
@@ -273,7 +289,7 @@ async def test_the_lua_script_agrees_with_the_python_definition(redis: Redis) ->
     assert min(seen.values()) >= 10, seen
 
 
-def free_fields(states: list[_State], agent_id: AgentId) -> str:
+def _addr_of(states: list[_State], agent_id: AgentId) -> str:
     """The address of ``agent_id`` in ``states``."""
     fields = next(s.fields for s in states if s.agent_id == agent_id)
     assert fields is not None
