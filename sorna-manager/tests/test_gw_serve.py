@@ -72,6 +72,38 @@ async def test_serve_workers_and_separate_metrics(redis_url: str, postgres_url: 
             await asyncio.to_thread(proc.wait)
 
 
+async def test_separate_metrics_listener_is_the_gateways(
+    start_gateway,  # type: ignore[no-untyped-def]
+    settings: ManagerSettings,
+) -> None:
+    """With ``server.metrics_host`` set, the gateway app itself serves its /metrics there, and
+    only there: the API address has no /metrics, the metrics address nothing but it."""
+    metrics_port = free_port()
+    own = dataclasses.replace(
+        settings,
+        server=dataclasses.replace(
+            settings.server, metrics_host="127.0.0.1", metrics_port=metrics_port
+        ),
+    )
+    gw: Gateway = await start_gateway(own)
+    api = await gw.api()
+    assert (await api.json("GET", "/v2/authorize"))[0] == 200
+    async with api.session.get(api.server.make_url("/metrics")) as r:
+        assert r.status == 404
+    base = f"http://127.0.0.1:{metrics_port}"
+    async with api.session.get(f"{base}/metrics") as r:
+        assert r.status == 200 and r.content_type == "text/plain"
+        text = await r.text()
+    # The counters of the API's own requests: the same app's metrics, not a copy's.
+    assert 'sorna_http_requests_total{method="GET",route="/v2/authorize",status="200"} 1' in text
+    assert 'route="/metrics"' not in text
+    assert "sorna_live_kernels 0" in text and "sorna_live_agents 0" in text
+    async with api.session.get(f"{base}/v2") as r:
+        assert r.status == 404
+    async with api.session.post(f"{base}/metrics") as r:
+        assert r.status == 405
+
+
 async def test_redis_unreachable_is_503(start_gateway, settings: ManagerSettings) -> None:  # type: ignore[no-untyped-def]
     valkey = ValkeyServer()
     await asyncio.to_thread(valkey.start)

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from sorna.common.events import EventPublisher
 from sorna.common.ids import AgentId, KernelId
-from sorna.common.keys import RedisKeys
+from sorna.common.keys import FIELD_LIST_SEP, AgentField, RedisKeys
 from sorna.common.types import AgentStatus
 from sorna.common.wire import WireMessage
 
@@ -72,24 +72,25 @@ class Registry:
     async def heartbeat(self, load: Load, status: AgentStatus = AgentStatus.ALIVE) -> None:
         """Refresh the agent hash, the alive key (TTL = 3 heartbeats) and the agents set."""
         now = time.time()
+        f = AgentField
         fields = {
-            "id": self._agent_id,
-            "addr": self._addr,
-            "region": self._region,
-            "backend": self._backend,
-            "max_kernels": self._max_kernels,
-            "num_kernels": load.num_kernels,
-            "mem_slots": load.mem_slots,
-            "cpu_slots": load.cpu_slots,
-            "used_mem_slots": load.used_mem_slots,
-            "used_cpu_slots": load.used_cpu_slots,
-            "langs": ",".join(load.langs),
-            "kernels": ",".join(load.kernels),
-            "boot_id": self._boot_id,
-            "heartbeat_interval": self._interval,
-            "started_at": self._started_at,
-            "last_heartbeat": now,
-            "status": str(status),
+            f.ID: self._agent_id,
+            f.ADDR: self._addr,
+            f.REGION: self._region,
+            f.BACKEND: self._backend,
+            f.MAX_KERNELS: self._max_kernels,
+            f.NUM_KERNELS: load.num_kernels,
+            f.MEM_SLOTS: load.mem_slots,
+            f.CPU_SLOTS: load.cpu_slots,
+            f.USED_MEM_SLOTS: load.used_mem_slots,
+            f.USED_CPU_SLOTS: load.used_cpu_slots,
+            f.LANGS: FIELD_LIST_SEP.join(load.langs),
+            f.KERNELS: FIELD_LIST_SEP.join(load.kernels),
+            f.BOOT_ID: self._boot_id,
+            f.HEARTBEAT_INTERVAL: self._interval,
+            f.STARTED_AT: self._started_at,
+            f.LAST_HEARTBEAT: now,
+            f.STATUS: str(status),
         }
         async with self._redis.pipeline(transaction=True) as tx:
             tx.hset(self._keys.agent(self._agent_id), mapping=fields)  # type: ignore[arg-type]
@@ -123,15 +124,18 @@ async def claim_agent_id(
         if not await redis.exists(alive_key):
             return None
         got = {_s(k): _s(v) for k, v in fields.items()}
-        if got.get("status") != AgentStatus.ALIVE or got.get("boot_id", "") == boot_id:
+        if (
+            got.get(AgentField.STATUS) != AgentStatus.ALIVE
+            or got.get(AgentField.BOOT_ID, "") == boot_id
+        ):
             return None
         return got
 
     first = await other()
-    if first is None or not await _listening(first.get("addr", "")):
+    if first is None or not await _listening(first.get(AgentField.ADDR, "")):
         return
     try:
-        theirs = float(first.get("heartbeat_interval") or interval)
+        theirs = float(first.get(AgentField.HEARTBEAT_INTERVAL) or interval)
     except ValueError:
         theirs = interval
     theirs = min(max(theirs, 0.1), 60.0)
@@ -141,19 +145,20 @@ async def claim_agent_id(
         now = await other()
         if now is None:
             return
-        if (now.get("boot_id"), now.get("last_heartbeat")) != (
-            first.get("boot_id"),
-            first.get("last_heartbeat"),
+        if (now.get(AgentField.BOOT_ID), now.get(AgentField.LAST_HEARTBEAT)) != (
+            first.get(AgentField.BOOT_ID),
+            first.get(AgentField.LAST_HEARTBEAT),
         ):
             raise AgentIdInUse(
-                f"agent id {agent_id!r} is in use by a live agent at {now.get('addr', '?')}"
+                f"agent id {agent_id!r} is in use by a live agent at"
+                f" {now.get(AgentField.ADDR, '?')}"
                 " (it is still heartbeating): give this agent another agent_id, or leave"
                 " agent_id empty and give it its own scratch_root"
             )
     log.info(
         "agent %s: taking over from a previous process (boot %s) that stopped heartbeating",
         agent_id,
-        first.get("boot_id", "?"),
+        first.get(AgentField.BOOT_ID, "?"),
     )
 
 

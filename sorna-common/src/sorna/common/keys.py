@@ -3,9 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
 
 from sorna.common.constants import REDIS_NAMESPACE
 from sorna.common.ids import AccessKey, AgentId, KernelId
+
+
+class AgentField(StrEnum):
+    """The fields of the ``agent`` hash: the agent writes them, gateways read them."""
+
+    ID = "id"
+    ADDR = "addr"
+    REGION = "region"
+    BACKEND = "backend"
+    MAX_KERNELS = "max_kernels"
+    NUM_KERNELS = "num_kernels"
+    MEM_SLOTS = "mem_slots"
+    CPU_SLOTS = "cpu_slots"
+    USED_MEM_SLOTS = "used_mem_slots"
+    USED_CPU_SLOTS = "used_cpu_slots"
+    LANGS = "langs"
+    KERNELS = "kernels"
+    BOOT_ID = "boot_id"
+    HEARTBEAT_INTERVAL = "heartbeat_interval"
+    STARTED_AT = "started_at"
+    LAST_HEARTBEAT = "last_heartbeat"
+    STATUS = "status"
+
+
+#: The separator of the list-valued agent fields (``langs``, ``kernels``).
+FIELD_LIST_SEP: Final = ","
 
 
 @dataclass(frozen=True, slots=True)

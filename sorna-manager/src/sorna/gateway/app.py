@@ -72,7 +72,7 @@ async def _rpc_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _manager_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[K.SETTINGS]
     keys = RedisKeys(settings.redis.namespace)
-    registry = Registry(app[K.REDIS], keys)
+    registry = Registry(app[K.REDIS], keys, settings.scheduler.policy)
     app[K.REGISTRY] = registry
     app[K.KERNELS] = KernelManager(
         pool=app[K.DB], registry=registry, rpc=app[K.RPC], settings=settings
@@ -134,6 +134,34 @@ async def render_metrics(app: web.Application) -> str:
     return app[K.METRICS].render(live_kernels=live_kernels, live_agents=live_agents)
 
 
+async def metrics_response(app: web.Application) -> web.Response:
+    """The ``/metrics`` answer of this gateway (unsigned, on whichever address serves it)."""
+    return web.Response(text=await render_metrics(app), content_type="text/plain", charset="utf-8")
+
+
+async def _metrics_listener_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Serve this app's ``/metrics``, and nothing else, on ``server.metrics_host``."""
+    server = app[K.SETTINGS].server
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        if request.path != "/metrics":
+            return web.Response(status=404, text="404: Not Found")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(
+                status=405, text="405: Method Not Allowed", headers={"Allow": "GET,HEAD"}
+            )
+        return await metrics_response(app)
+
+    runner = web.ServerRunner(web.Server(handle), access_log=None)
+    await runner.setup()
+    try:
+        # Every worker of `serve --workers N` binds it, as they all bind the API's port.
+        await web.TCPSite(runner, server.metrics_host, server.metrics_port, reuse_port=True).start()
+        yield
+    finally:
+        await runner.cleanup()
+
+
 def create_app(settings: ManagerSettings) -> web.Application:
     """Build the gateway application for ``settings``."""
     app = web.Application(
@@ -151,6 +179,9 @@ def create_app(settings: ManagerSettings) -> web.Application:
     app.cleanup_ctx.extend([_redis_ctx, _db_ctx, _rpc_ctx, _manager_ctx, _tasks_ctx])
     app.on_response_prepare.append(set_server_header)
     add_routes(app, with_metrics=not settings.server.metrics_host)
+    if settings.server.metrics_host:
+        # Last in, first out: the listener closes before the resources it reads.
+        app.cleanup_ctx.append(_metrics_listener_ctx)
     if settings.server.console_enabled:
         add_console(app)
     return app

@@ -91,11 +91,9 @@ async def openapi_doc(request: web.Request) -> web.Response:
 
 @public
 async def metrics(request: web.Request) -> web.Response:
-    from sorna.gateway.app import render_metrics
+    from sorna.gateway.app import metrics_response
 
-    return web.Response(
-        text=await render_metrics(request.app), content_type="text/plain", charset="utf-8"
-    )
+    return await metrics_response(request.app)
 
 
 KID = "/kernel/{kernel_id}"

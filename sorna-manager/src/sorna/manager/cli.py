@@ -103,38 +103,12 @@ async def _keypair(settings: ManagerSettings, args: argparse.Namespace) -> int:
 
 
 def _serve_one(settings: ManagerSettings, reuse_port: bool) -> None:
-    from aiohttp import web
-
     from sorna.gateway.app import create_app
-    from sorna.gateway.routes import metrics
     from sorna.gateway.server import serve
 
     setup_logging(settings.logging.level, settings.logging.format)
     app = create_app(settings)
-    if settings.server.metrics_host:
-
-        async def start_metrics(app: web.Application) -> Any:
-            side = web.Application()
-            side["main"] = app
-            side.router.add_get("/metrics", lambda r: metrics(_Forward(r, app)))  # type: ignore[arg-type]
-            runner = web.AppRunner(side)
-            await runner.setup()
-            await web.TCPSite(
-                runner, settings.server.metrics_host, settings.server.metrics_port, reuse_port=True
-            ).start()
-            yield
-            await runner.cleanup()
-
-        app.cleanup_ctx.append(start_metrics)
     asyncio.run(serve(app, settings.server.host, settings.server.port, reuse_port=reuse_port))
-
-
-class _Forward:
-    """A request stand-in whose ``app`` is the API app (for the separate /metrics listener)."""
-
-    def __init__(self, request: Any, app: Any) -> None:
-        self._request = request
-        self.app = app
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from sorna.common.config import (
     setting,
 )
 from sorna.common.constants import GATEWAY_HTTP_PORT, HEARTBEAT_INTERVAL
+from sorna.manager.scheduler import DEFAULT_POLICY, PolicyName
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,6 +62,15 @@ class ManagerTimings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    policy: PolicyName = setting(
+        DEFAULT_POLICY,
+        "placement of new kernels: least-loaded (the agent with the most free slots) or pack"
+        " (the one with the fewest that still has one: agents fill in turn)",
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ManagerSettings:
     server: ServerSettings = section(ServerSettings, "HTTP listener")
     redis: RedisSettings = section(RedisSettings, "Redis")
@@ -70,3 +80,4 @@ class ManagerSettings:
     auth: AuthSettings = section(AuthSettings, "authentication")
     limits: LimitSettings = section(LimitSettings, "limits")
     timings: ManagerTimings = section(ManagerTimings, "manager timings")
+    scheduler: SchedulerSettings = section(SchedulerSettings, "placement of new kernels")

@@ -2,8 +2,8 @@
 
 Agents own their ``agent:{id}`` hash and ``alive`` key. Gateways own the kernel routing hashes,
 the session mapping, each agent's ``reserved`` slot counter and its ``lost`` marker.
-Scheduling is one Lua script: choose the live agent offering the language with the most free
-slots and reserve one, atomically, so that concurrent gateways never over-commit an agent.
+Placement (which agent a new kernel goes to, and the atomic reservation of its slot) is
+:mod:`sorna.manager.scheduler`; this module keeps the slot counters and the index it reads.
 """
 
 from __future__ import annotations
@@ -17,76 +17,18 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from sorna.common.ids import AccessKey, AgentId, KernelId
-from sorna.common.keys import RedisKeys
+from sorna.common.keys import FIELD_LIST_SEP, AgentField, RedisKeys
+from sorna.manager.scheduler import (
+    DEFAULT_POLICY,
+    RELEASE_LUA,
+    PolicyName,
+    Scheduler,
+    free_slots,
+    offered_langs,
+)
+from sorna.manager.scheduler import Placement as Placement  # re-exported: callers reserve here
 
 log = logging.getLogger(__name__)
-
-#: Index entries checked exactly per scheduling decision before falling back to a full scan.
-SCHEDULE_CANDIDATES: Final = 8
-
-# KEYS[1]: the agents set; KEYS[2]: the language's schedule index.
-# ARGV: agent-key prefix, alive suffix, lost suffix, reserved suffix, language, candidates.
-# The index is a hint: the top candidates are checked exactly, and only if none has room is
-# every agent scanned (which also repairs the index). Returns {1, agent id, addr} or
-# {0, 1 if some live agent offers the language}.
-_SCHEDULE: Final = """
-local function exact(id)
-  local base = ARGV[1] .. id
-  if redis.call('EXISTS', base .. ARGV[2]) == 0 or redis.call('EXISTS', base .. ARGV[3]) == 1 then
-    return nil
-  end
-  local f = redis.call('HMGET', base, 'langs', 'max_kernels', 'num_kernels', 'status', 'addr')
-  if f[4] == 'terminated' or f[4] == 'lost' or not f[5] then return nil end
-  if not string.find(',' .. (f[1] or '') .. ',', ',' .. ARGV[5] .. ',', 1, true) then
-    return nil
-  end
-  local reserved = tonumber(redis.call('GET', base .. ARGV[4]) or '0') or 0
-  local used = math.max(tonumber(f[3] or '0') or 0, reserved)
-  return (tonumber(f[2] or '0') or 0) - used, f[5]
-end
-local best, best_free, best_addr = nil, 0, nil
-local function consider(id)
-  local free, addr = exact(id)
-  if free == nil then
-    redis.call('ZREM', KEYS[2], id)
-    return false
-  end
-  redis.call('ZADD', KEYS[2], free, id)
-  if free > best_free then best, best_free, best_addr = id, free, addr end
-  return true
-end
-for _, id in ipairs(redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[6]) - 1)) do
-  consider(id)
-end
-if not best then
-  local offered = 0
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    if consider(id) then offered = 1 end
-  end
-  if not best then return {0, offered} end
-end
-redis.call('INCR', ARGV[1] .. best .. ARGV[4])
-redis.call('ZADD', KEYS[2], best_free - 1, best)
-return {1, best, best_addr}
-"""
-
-# KEYS[1]: a reserved counter; KEYS[2]: the agent hash. ARGV[1]: schedule index prefix.
-# Decrement (never below zero) and give the slot back in the agent's index entries.
-_RELEASE: Final = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if n <= 0 then return 0 end
-redis.call('DECR', KEYS[1])
-local langs = redis.call('HGET', KEYS[2], 'langs') or ''
-local id = redis.call('HGET', KEYS[2], 'id')
-if id then
-  for lang in string.gmatch(langs, '[^,]+') do
-    if redis.call('ZSCORE', ARGV[1] .. lang, id) then
-      redis.call('ZINCRBY', ARGV[1] .. lang, 1, id)
-    end
-  end
-end
-return n - 1
-"""
 
 # KEYS[1]: a key; ARGV[1]: the value it must hold to be deleted.
 _DELETE_IF: Final = """
@@ -119,12 +61,6 @@ return redis.call('HGETALL', KEYS[1])
 
 
 @dataclass(frozen=True, slots=True)
-class Placement:
-    agent_id: AgentId
-    addr: str
-
-
-@dataclass(frozen=True, slots=True)
 class AgentInfo:
     agent_id: AgentId
     fields: dict[str, str]
@@ -135,12 +71,14 @@ class AgentInfo:
     @property
     def boot_id(self) -> str:
         """The boot id of the agent's process ('' from an agent that does not report one)."""
-        return self.fields.get("boot_id", "")
+        return self.fields.get(AgentField.BOOT_ID, "")
 
     @property
     def kernel_ids(self) -> frozenset[str]:
         """The kernels the agent's last heartbeat listed."""
-        return frozenset(k for k in self.fields.get("kernels", "").split(",") if k)
+        return frozenset(
+            k for k in self.fields.get(AgentField.KERNELS, "").split(FIELD_LIST_SEP) if k
+        )
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.fields)
@@ -155,39 +93,20 @@ def _s(v: Any) -> str:
 class Registry:
     """Gateway-side access to agents, kernel routing and sessions in Redis."""
 
-    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: Redis, keys: RedisKeys, policy: PolicyName = DEFAULT_POLICY) -> None:
         self.redis = redis
         self.keys = keys
-        self._schedule = redis.register_script(_SCHEDULE)
-        self._release = redis.register_script(_RELEASE)
+        self.scheduler = Scheduler(redis, keys, policy)
+        self._release = redis.register_script(RELEASE_LUA)
         self._delete_if = redis.register_script(_DELETE_IF)
         self._touch = redis.register_script(_TOUCH)
         self._advance_boot = redis.register_script(_ADVANCE_BOOT)
-        probe = AgentId("x")
-        self._agent_prefix = keys.agent(AgentId(""))
-        base = keys.agent(probe)
-        self._alive_suffix = keys.agent_alive(probe)[len(base) :]
-        self._lost_suffix = keys.agent_lost(probe)[len(base) :]
-        self._reserved_suffix = keys.agent_reserved(probe)[len(base) :]
 
     # ------------------------------------------------------------ agents
 
     async def reserve(self, lang: str) -> Placement | bool:
         """Reserve a slot for ``lang``; return the placement, or whether any agent offers it."""
-        reply = await self._schedule(
-            keys=[self.keys.agents(), self.keys.schedule_index(lang)],
-            args=[
-                self._agent_prefix,
-                self._alive_suffix,
-                self._lost_suffix,
-                self._reserved_suffix,
-                lang,
-                SCHEDULE_CANDIDATES,
-            ],
-        )
-        if int(reply[0]) == 1:
-            return Placement(AgentId(_s(reply[1])), _s(reply[2]))
-        return bool(int(reply[1]))
+        return await self.scheduler.reserve(lang)
 
     async def release(self, agent_id: AgentId) -> None:
         """Give back one reserved slot of ``agent_id``."""
@@ -199,7 +118,7 @@ class Registry:
     def release_in(self, tx: Pipeline, agent_id: AgentId) -> None:
         """Queue the release of one slot on a transaction."""
         tx.eval(
-            _RELEASE,
+            RELEASE_LUA,
             2,
             self.keys.agent_reserved(agent_id),
             self.keys.agent(agent_id),
@@ -255,21 +174,12 @@ class Registry:
         """Rewrite the schedule index entries of ``agents`` from their current state."""
         async with self.redis.pipeline(transaction=False) as p:
             for a in agents:
-                langs = [x for x in a.fields.get("langs", "").split(",") if x]
-                usable = (
-                    a.alive and not a.lost and a.fields.get("status") not in ("lost", "terminated")
-                )
-                try:
-                    free = int(a.fields.get("max_kernels", 0)) - max(
-                        int(a.fields.get("num_kernels", 0)), a.reserved
-                    )
-                except ValueError:
-                    usable = False
-                for lang in langs:
-                    if usable:
-                        p.zadd(self.keys.schedule_index(lang), {a.agent_id: free})
-                    else:
+                free = free_slots(a.fields, alive=a.alive, lost=a.lost, reserved=a.reserved)
+                for lang in offered_langs(a.fields):
+                    if free is None:
                         p.zrem(self.keys.schedule_index(lang), a.agent_id)
+                    else:
+                        p.zadd(self.keys.schedule_index(lang), {a.agent_id: free})
             await p.execute()
 
     async def mark_lost(self, agent_id: AgentId) -> bool:
