@@ -81,7 +81,7 @@ async def kernel(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             else:
                 from sorna.repl.dockerkernel import docker_kernel
 
-                cm = docker_kernel("python3", workdir=work, memory="512m")
+                cm = docker_kernel("python3", workdir=work, mem_mib=512)
             return await stack.enter_async_context(cm)
 
         yield start

@@ -21,6 +21,7 @@ from sorna.common import constants as C
 from sorna.common.langs import CANONICAL_LANGS, image_name
 from sorna.repl import imagebuild
 from sorna.repl.client import ReplClient
+from sorna.repl.container import DEFAULT_PIDS_LIMIT, DEFAULT_TMP_SIZE_MIB
 from sorna.repl.dockerkernel import docker_kernel
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -96,19 +97,27 @@ def test_image_has_every_label(kernel_images: dict[str, str | None], lang: str) 
     assert config["User"] == "work"
     assert config["WorkingDir"] == C.KERNEL_WORK_DIR
     cmd = config["Cmd"]
-    assert cmd[:3] == [C.KERNEL_JAIL_PATH, "-policy", "/home/sorna/policy.json"]
+    assert cmd[:3] == [C.KERNEL_JAIL_PATH, "-policy", C.KERNEL_POLICY_PATH]
     assert cmd[3] == "--"
 
 
 @pytest.mark.parametrize("lang", CANONICAL_LANGS)
 def test_image_layout(kernel_images: dict[str, str | None], lang: str) -> None:
-    """Jail, runner package, policy and daemon in place; /home/work owned by `work`."""
+    """Jail, runner package, policy and daemon in place; /home/work owned by `work`.
+
+    Of sorna.common the image holds the constants module alone (no Redis or msgpack client
+    code), and none of sorna.repl's host-side modules.
+    """
     ref = need_image(kernel_images, lang)
     daemon = imagebuild.KERNEL_SPECS[lang].daemon
     script = (
-        "test -x /home/sorna/jail && test -f /home/sorna/sorna/repl/protocol.py "
-        f"&& test -f /home/sorna/policy.json && test -f /home/sorna/{daemon} "
-        "&& python3 -c 'import sorna.repl.protocol' && stat -c '%U %u' /home/work && id -un"
+        f"test -x {C.KERNEL_JAIL_PATH} && test -f /home/sorna/sorna/repl/protocol.py "
+        f"&& test -f {C.KERNEL_POLICY_PATH} && test -f /home/sorna/{daemon} "
+        "&& test ! -e /home/sorna/sorna/repl/dockerkernel.py "
+        "&& test ! -e /home/sorna/sorna/repl/container.py "
+        "&& (cd /home/sorna/sorna/common && ls *.py) "
+        "&& python3 -c 'import sorna.repl.daemon, sorna.repl.runner' "
+        f"&& stat -c '%U %u' {C.KERNEL_WORK_DIR} && id -un"
     )
     proc = subprocess.run(
         ["docker", "run", "--rm", "--network=none", "--entrypoint=/bin/sh", ref, "-c", script],
@@ -118,7 +127,7 @@ def test_image_layout(kernel_images: dict[str, str | None], lang: str) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["work", str(imagebuild.WORK_UID), "work"]
+    assert proc.stdout.split() == ["constants.py", "work", str(C.KERNEL_WORK_UID), "work"]
 
 
 def test_changed_daemon_rebuilds_only_its_layer(
@@ -185,6 +194,43 @@ def no_leaked_containers() -> Iterator[None]:
     before = ours()
     yield
     assert ours() <= before
+
+
+#: Prints what a kernel sees of its own privileges and limits, one ``key value`` per line.
+PROFILE_PROBE = r"""
+import os
+
+def status(pid):
+    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    return {k: v.strip() for k, v in fields.items()}
+
+for who, pid in (("code", "self"), ("jail", "1")):
+    st = status(pid)
+    for key in ("CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"):
+        print(who, key, st[key])
+print("uid", os.getuid())
+for path in ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"):
+    if os.path.exists(path):
+        print("pids", open(path).read().strip())
+tmp = os.statvfs("/tmp")
+print("tmp", tmp.f_blocks * tmp.f_frsize)
+"""
+
+
+async def test_kernel_runs_with_the_agents_security_profile(python_kernel: ReplClient) -> None:
+    """The test launcher's kernel holds what an agent's does: no capability at all (not even
+    in its bounding set), no-new-privileges from the jail (pid 1) down, the agent's default
+    pids limit and /tmp size, the work user."""
+    result = await python_kernel.run_code(PROFILE_PROBE)
+    assert result.stderr == ""
+    seen = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
+    for who in ("code", "jail"):
+        for cap in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(seen[f"{who} {cap}"], 16) == 0, (who, cap, seen)
+        assert seen[f"{who} NoNewPrivs"] == "1", (who, seen)
+    assert seen["uid"] == str(C.KERNEL_WORK_UID)
+    assert seen["pids"] == str(DEFAULT_PIDS_LIMIT)
+    assert int(seen["tmp"]) == DEFAULT_TMP_SIZE_MIB << 20
 
 
 async def test_python_writing_etc_passwd_is_denied_and_kernel_survives(

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sorna.repl import protocol
 from sorna.repl.client import ReplClient, RunResult
 from sorna.repl.protocol import DEFAULT_OUTPUT_LIMIT, Frame, InputOp, OutputOp
 
@@ -37,19 +36,6 @@ async def first_frame(client: ReplClient, op: OutputOp) -> list[Frame]:
         if frame.op == op:
             return frames
         assert frame.op != OutputOp.FINISHED, [f.op for f in frames]
-
-
-def test_constants_agree_with_sorna_common() -> None:
-    from sorna.common import constants
-
-    assert protocol.REPL_INPUT_PORT == constants.REPL_INPUT_PORT
-    assert protocol.REPL_OUTPUT_PORT == constants.REPL_OUTPUT_PORT
-    assert protocol.REPL_PTY_INPUT_PORT == constants.REPL_PTY_INPUT_PORT
-    assert protocol.REPL_PTY_OUTPUT_PORT == constants.REPL_PTY_OUTPUT_PORT
-    assert protocol.REPL_INPUT_IPC_NAME == constants.REPL_INPUT_IPC_NAME
-    assert protocol.REPL_OUTPUT_IPC_NAME == constants.REPL_OUTPUT_IPC_NAME
-    assert protocol.REPL_PROTOCOL_VERSION == constants.REPL_PROTOCOL_VERSION
-    assert protocol.KERNEL_WORK_DIR == constants.KERNEL_WORK_DIR
 
 
 @pytest.mark.parametrize("lang", sorted(HELLO))

@@ -2,7 +2,8 @@
 // Sorna REPL daemon for Node.js (PROTOCOLS.md section 3).
 //
 // Binds PULL (input ops) and PUSH (output ops) at $SORNA_REPL_INPUT / $SORNA_REPL_OUTPUT
-// (default tcp://*:2000 and tcp://*:2001), using the plain-JS ZMTP endpoint of zmtp.js.
+// (default: TCP on the REPL ports of sorna.common.constants; a test checks that they agree),
+// using the plain-JS ZMTP endpoint of zmtp.js.
 // `code` runs in a persistent `vm` context held by a child process (executor.js), so an
 // interrupt can stop a busy loop without losing the daemon, and a crashed executor is
 // replaced. `build`/`exec` run commands (`*`: node main.js). `code`, `build` and `exec`

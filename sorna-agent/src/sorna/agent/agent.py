@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from sorna.common import messages as m
 from sorna.common.agentapi import AgentMethods
+from sorna.common.constants import REPL_OUTPUT_IPC_NAME
 from sorna.common.ids import AgentId, KernelId, new_boot_id
 from sorna.common.keys import RedisKeys
 from sorna.common.langs import resolve_lang
@@ -546,7 +547,7 @@ class Agent:
             raise InvalidApiParams(f"invalid kernel id {kernel_id!r}")
         limits = effective_limits(image, params.limits, self.settings.caps)
         ipc_dir = self._ipc_root / kernel_id
-        if len(str(ipc_dir.resolve() / "repl-out.sock")) > MAX_IPC_PATH:
+        if len(str(ipc_dir.resolve() / REPL_OUTPUT_IPC_NAME)) > MAX_IPC_PATH:
             raise KernelCreationFailed(f"scratch_root {self.settings.scratch_root} is too long")
         cores = self._cores.allocate(kernel_id, limits.cores)
         spec = KernelSpec(

@@ -26,6 +26,7 @@ from sorna.common.constants import (
     KERNEL_STATS_INTERVAL,
 )
 from sorna.common.errors import ConfigError
+from sorna.repl.container import DEFAULT_PIDS_LIMIT, DEFAULT_TMP_SIZE_MIB
 
 Backend = Literal["docker", "local", "auto"]
 
@@ -40,8 +41,8 @@ class CapsSettings:
     max_mem_kib: int = setting(1024 * 1024, "largest memory limit of one kernel (KiB)")
     max_cpus: int = setting(4, "most CPU cores one kernel may get")
     max_exec_timeout_ms: int = setting(600_000, "longest execution timeout (ms; 0 = no cap)")
-    pids_limit: int = setting(256, "processes and threads per kernel")
-    tmp_size_mib: int = setting(64, "size of each kernel's /tmp tmpfs (MiB)")
+    pids_limit: int = setting(DEFAULT_PIDS_LIMIT, "processes and threads per kernel")
+    tmp_size_mib: int = setting(DEFAULT_TMP_SIZE_MIB, "size of each kernel's /tmp tmpfs (MiB)")
     max_disk_mib: int = setting(
         4096,
         "largest disk cap of one kernel's /home/work (MiB; a loop-mounted ext4, needs root and"

@@ -1,10 +1,11 @@
 """Kernels as locked-down Docker containers, through aiodocker.
 
 Each kernel is a container named ``sorna.kernel.<id>``, labelled with its kernel id, owner,
-language, limits and agent id, with no network, a read-only root, ``/home/work`` bind-mounted
-from its scratch folder, a size-capped tmpfs ``/tmp``, memory without swap, a cpuset, a pids
-limit, and its REPL sockets as ipc files in a bind-mounted folder. Deaths are read from
-Docker's event stream.
+language, limits and agent id, started from the kernel container profile of
+:mod:`sorna.repl.container` (the one the kernel image tests use too): no network, a read-only
+root, no capabilities, ``/home/work`` bind-mounted from its scratch folder, a size-capped tmpfs
+``/tmp``, memory without swap, a cpuset, a pids limit, and its REPL sockets as ipc files in a
+bind-mounted folder. Deaths are read from Docker's event stream.
 """
 
 from __future__ import annotations
@@ -22,22 +23,18 @@ from aiodocker.exceptions import DockerError
 
 from sorna.common.constants import (
     KERNEL_CONTAINER_PREFIX,
-    KERNEL_IPC_DIR,
-    KERNEL_WORK_DIR,
     KERNEL_WORK_UID,
     LABEL_AGENT_ID,
     LABEL_KERNEL_ID,
     LABEL_KERNEL_LANG,
     LABEL_KERNEL_LIMITS,
     LABEL_KERNEL_OWNER,
-    REPL_INPUT_IPC_NAME,
-    REPL_OUTPUT_IPC_NAME,
 )
 from sorna.common.ids import KernelId
 from sorna.common.langs import KERNEL_IMAGE_PREFIX
 from sorna.common.messages import KernelUsage
 from sorna.common.types import TerminationReason
-from sorna.repl.protocol import ENV_INPUT_ADDR, ENV_OUTPUT_ADDR
+from sorna.repl.container import ContainerSpec, container_config, host_socket_paths
 
 from .backend import Endpoint, ExitCallback, KernelBackend, KernelSpec
 from .config import CapsSettings
@@ -62,14 +59,13 @@ def container_name(kernel_id: KernelId) -> str:
 
 def ipc_endpoint(ipc_dir: Path) -> Endpoint:
     """The host-side addresses of the REPL sockets in an ipc folder."""
-    return Endpoint(
-        f"ipc://{ipc_dir / REPL_INPUT_IPC_NAME}", f"ipc://{ipc_dir / REPL_OUTPUT_IPC_NAME}"
-    )
+    input_socket, output_socket = host_socket_paths(ipc_dir)
+    return Endpoint(f"ipc://{input_socket}", f"ipc://{output_socket}")
 
 
 def _clear_sockets(ipc_dir: Path) -> None:
-    for name in (REPL_INPUT_IPC_NAME, REPL_OUTPUT_IPC_NAME):
-        (ipc_dir / name).unlink(missing_ok=True)
+    for socket in host_socket_paths(ipc_dir):
+        socket.unlink(missing_ok=True)
 
 
 class DockerBackend(KernelBackend):
@@ -148,44 +144,31 @@ class DockerBackend(KernelBackend):
     # -- lifecycle -----------------------------------------------------------------------
 
     def _config(self, spec: KernelSpec) -> dict[str, Any]:
-        mem = spec.limits.mem_kib * 1024
         cores = str(len(spec.cores))
         limits = {
             "mem_kib": spec.limits.mem_kib,
             "cores": spec.limits.cores,
             "exec_timeout_ms": spec.limits.exec_timeout_ms,
         }
-        return {
-            "Image": spec.image.ref,
-            "Labels": {
-                LABEL_KERNEL_ID: spec.kernel_id,
-                LABEL_KERNEL_OWNER: spec.owner,
-                LABEL_KERNEL_LANG: spec.lang,
-                LABEL_KERNEL_LIMITS: json.dumps(limits),
-                LABEL_AGENT_ID: self._agent_id,
-            },
-            "Env": [
-                f"{ENV_INPUT_ADDR}=ipc://{KERNEL_IPC_DIR}/{REPL_INPUT_IPC_NAME}",
-                f"{ENV_OUTPUT_ADDR}=ipc://{KERNEL_IPC_DIR}/{REPL_OUTPUT_IPC_NAME}",
-                *(f"{name}={cores}" for name in spec.image.corecount_envs),
-            ],
-            "NetworkDisabled": True,
-            "HostConfig": {
-                "NetworkMode": "none",
-                "ReadonlyRootfs": True,
-                "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self._caps.tmp_size_mib}m,mode=1777"},
-                "Memory": mem,
-                "MemorySwap": mem,
-                "CpusetCpus": format_cpuset(spec.cores),
-                "PidsLimit": self._caps.pids_limit,
-                "CapDrop": ["ALL"],
-                "SecurityOpt": ["no-new-privileges"],
-                "Binds": [
-                    f"{spec.scratch.root.resolve()}:{KERNEL_WORK_DIR}:rw",
-                    f"{spec.ipc_dir.resolve()}:{KERNEL_IPC_DIR}:rw",
-                ],
-            },
-        }
+        return container_config(
+            ContainerSpec(
+                image=spec.image.ref,
+                workdir=spec.scratch.root,
+                ipc_dir=spec.ipc_dir,
+                mem_bytes=spec.limits.mem_kib * 1024,
+                pids_limit=self._caps.pids_limit,
+                tmp_size_mib=self._caps.tmp_size_mib,
+                cpuset=format_cpuset(spec.cores),
+                labels={
+                    LABEL_KERNEL_ID: spec.kernel_id,
+                    LABEL_KERNEL_OWNER: spec.owner,
+                    LABEL_KERNEL_LANG: spec.lang,
+                    LABEL_KERNEL_LIMITS: json.dumps(limits),
+                    LABEL_AGENT_ID: self._agent_id,
+                },
+                env=tuple(f"{name}={cores}" for name in spec.image.corecount_envs),
+            )
+        )
 
     async def create(self, spec: KernelSpec) -> Endpoint:
         name = container_name(spec.kernel_id)
@@ -219,7 +202,7 @@ class DockerBackend(KernelBackend):
         return ipc_endpoint(spec.ipc_dir)
 
     async def _wait_ready(self, spec: KernelSpec) -> None:
-        sockets = [spec.ipc_dir / REPL_INPUT_IPC_NAME, spec.ipc_dir / REPL_OUTPUT_IPC_NAME]
+        sockets = host_socket_paths(spec.ipc_dir)
         dead = self._dead.setdefault(spec.kernel_id, asyncio.Event())
         deadline = time.monotonic() + START_TIMEOUT
         while not all(s.exists() for s in sockets):
@@ -317,7 +300,7 @@ class DockerBackend(KernelBackend):
         )
 
     async def adopt(self, spec: KernelSpec) -> Endpoint | None:
-        sockets = [spec.ipc_dir / REPL_INPUT_IPC_NAME, spec.ipc_dir / REPL_OUTPUT_IPC_NAME]
+        sockets = host_socket_paths(spec.ipc_dir)
         if not all(s.exists() for s in sockets):
             return None
         self._dead[spec.kernel_id] = asyncio.Event()

@@ -1,4 +1,9 @@
-"""Default ports, label names and limits: each fact spelled once."""
+"""Default ports, label names and limits: each fact spelled once.
+
+Every kernel image carries a copy of this one module (``sorna.repl.imagebuild`` puts it beside
+the REPL runtime, which reads the REPL ports and socket names from it), so it imports nothing
+but the standard library; a test in ``sorna-repl`` checks that.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ REPL_PTY_OUTPUT_PORT: Final = 2003
 #: ipc socket names inside the bind-mounted ipc directory (kernels without a network).
 REPL_INPUT_IPC_NAME: Final = "repl-in.sock"
 REPL_OUTPUT_IPC_NAME: Final = "repl-out.sock"
+#: ipc socket names of the tty bridge (keys in, screen out), beside the REPL's own.
+REPL_PTY_INPUT_IPC_NAME: Final = "repl-pty-in.sock"
+REPL_PTY_OUTPUT_IPC_NAME: Final = "repl-pty-out.sock"
 
 #: Protocol version of the REPL wire protocol and of the image labels.
 REPL_PROTOCOL_VERSION: Final = 2
@@ -37,7 +45,8 @@ DEFAULT_MAXDISK: Final = "1g"
 #: Paths inside a kernel container.
 KERNEL_WORK_DIR: Final = "/home/work"
 KERNEL_SORNA_DIR: Final = "/home/sorna"
-KERNEL_JAIL_PATH: Final = "/home/sorna/jail"
+KERNEL_JAIL_PATH: Final = f"{KERNEL_SORNA_DIR}/jail"
+KERNEL_POLICY_PATH: Final = f"{KERNEL_SORNA_DIR}/policy.json"
 
 #: Default Redis namespace.
 REDIS_NAMESPACE: Final = "sorna"
@@ -52,7 +61,7 @@ LABEL_KERNEL_LANG: Final = "io.sorna.kernel.lang"
 LABEL_KERNEL_LIMITS: Final = "io.sorna.kernel.limits"
 LABEL_AGENT_ID: Final = "io.sorna.agent.id"
 #: Where a kernel container's ipc folder (REPL sockets) is mounted.
-KERNEL_IPC_DIR: Final = "/home/sorna/ipc"
+KERNEL_IPC_DIR: Final = f"{KERNEL_SORNA_DIR}/ipc"
 #: uid/gid of the kernel images' ``work`` user, owner of ``/home/work``.
 KERNEL_WORK_UID: Final = 1000
 #: Agent: the file in its scratch root keeping the agent id it generated on its first start.

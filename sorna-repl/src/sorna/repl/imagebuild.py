@@ -11,9 +11,11 @@ built from ``sorna-repl/kernels/<lang>/Dockerfile`` on top of a base image:
   builds need no network. The base is cached and rebuilt only when its package list changes
   or ``--rebuild-base`` is given.
 
-The build context is assembled in a temporary directory: the jail binary, the runner package,
-the language's policy and daemon. The Dockerfile copies them in that order, so that a changed
-daemon rebuilds only its own layer. The ``io.sorna.*`` labels come from :data:`KERNEL_SPECS`.
+The build context is assembled in a temporary directory: the jail binary, the runner package
+(``sorna.repl`` without its host-side modules, and ``sorna.common.constants``, the one module
+of ``sorna.common`` the runtime reads), the language's policy and daemon. The Dockerfile
+copies them in that order, so that a changed daemon rebuilds only its own layer. The
+``io.sorna.*`` labels come from :data:`KERNEL_SPECS`.
 
 Errors: :class:`ImageBuildError` (one line, printed as ``error: ...`` by the CLI).
 """
@@ -53,10 +55,12 @@ BASE_PACKAGES_LABEL: Final = "io.sorna.base.packages"
 #: Debian suite of every base.
 SUITE: Final = "bookworm"
 DEFAULT_MIRROR: Final = "http://deb.debian.org/debian"
-#: uid/gid of the unprivileged ``work`` user inside every kernel image.
-WORK_UID: Final = 1000
 #: What every image needs: the runner library runs on Debian's python3 and pyzmq.
 COMMON_PACKAGES: Final = ("python3", "python3-zmq")
+
+#: Modules of sorna.repl that run on the host only, never copied into an image (they import
+#: sorna.common beyond its constants, and aiodocker).
+HOST_ONLY_MODULES: Final = ("imagebuild*.py", "dockerkernel.py", "container.py")
 
 #: The sorna-media packages the python3 image ships (drawings, display, matplotlib backend).
 MEDIA_LIBRARIES: Final = ("types", "drawing", "display", "matplotlib")
@@ -375,9 +379,13 @@ def assemble_context(spec: KernelSpec, ctx: Path, jail: Path, src: Path | None =
         ctx / "sorna" / "repl",
         ignore=shutil.ignore_patterns(
             # kernels/ and jail/ are there in an installed wheel; the image gets its own copies
-            *("__pycache__", "*.pyc", "imagebuild*.py", "dockerkernel.py", "kernels", "jail"),
+            *("__pycache__", "*.pyc", *HOST_ONLY_MODULES, "kernels", "jail"),
         ),
     )
+    # The runtime's one module of sorna.common (stdlib only): the rest, with its Redis and
+    # msgpack dependencies, stays on the host.
+    (ctx / "sorna" / "common").mkdir()
+    shutil.copy2(constants_module(), ctx / "sorna" / "common" / "constants.py")
     for name in spec.libraries:
         shutil.copytree(
             library_dir(name),
@@ -385,6 +393,14 @@ def assemble_context(spec: KernelSpec, ctx: Path, jail: Path, src: Path | None =
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
     (ctx / ".dockerignore").write_text("**/__pycache__\n")
+
+
+def constants_module() -> Path:
+    """The file of ``sorna.common.constants``, the one module of sorna.common in images."""
+    path = C.__file__
+    if path is None:
+        raise ImageBuildError("sorna.common.constants has no source file")
+    return Path(path)
 
 
 def library_dir(name: str) -> Path:
@@ -428,7 +444,7 @@ async def build_image(
         ctx = Path(tmp)
         assemble_context(spec, ctx, jail, src)
         args = ["docker", "build", "--tag", ref, "--build-arg", f"BASE_IMAGE={base}"]
-        args += ["--build-arg", f"WORK_UID={WORK_UID}"]
+        args += ["--build-arg", f"WORK_UID={C.KERNEL_WORK_UID}"]
         args += ["--build-arg", f"PACKAGES={' '.join((*COMMON_PACKAGES, *spec.packages))}"]
         for key, value in spec.labels().items():
             args += ["--label", f"{key}={value}"]

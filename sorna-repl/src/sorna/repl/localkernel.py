@@ -27,15 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sorna.common.constants import REPL_INPUT_IPC_NAME, REPL_OUTPUT_IPC_NAME
+
 from . import paths
 from .client import ReplClient
-from .protocol import (
-    ENV_INPUT_ADDR,
-    ENV_OUTPUT_ADDR,
-    ENV_OUTPUT_LIMIT,
-    REPL_INPUT_IPC_NAME,
-    REPL_OUTPUT_IPC_NAME,
-)
+from .protocol import ENV_INPUT_ADDR, ENV_OUTPUT_ADDR, ENV_OUTPUT_LIMIT
 from .runner import descendants
 
 log = logging.getLogger(__name__)

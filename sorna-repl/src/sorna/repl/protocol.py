@@ -3,9 +3,9 @@
 Every message is two ZMQ frames: ``[op (ASCII), payload (bytes)]``. The daemon binds a PULL
 socket for input ops and a PUSH socket for output ops.
 
-This module must import nothing beyond the standard library: it runs inside kernel images,
-where ``sorna.common`` is not installed. The few shared constants are therefore copied here;
-the canonical place is ``sorna.common.constants`` (a test checks that both agree).
+This module runs inside kernel images, where ``sorna.common`` is not installed: it imports the
+standard library and ``sorna.common.constants`` only (the one module of ``sorna.common`` that
+the image build copies in, for the REPL ports and socket names).
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
-# Copies of sorna.common.constants (keep in sync; tests/test_repl_protocol.py checks).
-REPL_INPUT_PORT: Final = 2000
-REPL_OUTPUT_PORT: Final = 2001
-REPL_PTY_INPUT_PORT: Final = 2002
-REPL_PTY_OUTPUT_PORT: Final = 2003
-REPL_INPUT_IPC_NAME: Final = "repl-in.sock"
-REPL_OUTPUT_IPC_NAME: Final = "repl-out.sock"
-REPL_PROTOCOL_VERSION: Final = 2
-KERNEL_WORK_DIR: Final = "/home/work"
+from sorna.common.constants import (
+    REPL_INPUT_PORT,
+    REPL_OUTPUT_PORT,
+    REPL_PTY_INPUT_IPC_NAME,
+    REPL_PTY_INPUT_PORT,
+    REPL_PTY_OUTPUT_IPC_NAME,
+    REPL_PTY_OUTPUT_PORT,
+)
 
 #: Default bind addresses when neither the command line nor the environment gives one.
 DEFAULT_INPUT_ADDR: Final = f"tcp://*:{REPL_INPUT_PORT}"
@@ -34,9 +33,6 @@ ENV_OUTPUT_ADDR: Final = "SORNA_REPL_OUTPUT"
 #: Environment variables naming the tty bridge's addresses (keys in, screen out).
 ENV_PTY_INPUT_ADDR: Final = "SORNA_REPL_PTY_INPUT"
 ENV_PTY_OUTPUT_ADDR: Final = "SORNA_REPL_PTY_OUTPUT"
-#: ipc socket names of the tty bridge, beside the REPL's own (not yet in sorna.common).
-REPL_PTY_INPUT_IPC_NAME: Final = "repl-pty-in.sock"
-REPL_PTY_OUTPUT_IPC_NAME: Final = "repl-pty-out.sock"
 #: Environment variable overriding the per-run output cap (bytes).
 ENV_OUTPUT_LIMIT: Final = "SORNA_REPL_OUTPUT_LIMIT"
 #: Default per-run output cap: stdout + stderr bytes.
@@ -137,8 +133,8 @@ class Frame:
 def default_pty_addrs(input_addr: str) -> tuple[str, str]:
     """The tty bridge's addresses that go with a REPL input address.
 
-    TCP kernels use ports 2002/2003 on the same interface; ipc kernels use sockets in the
-    same folder as the REPL's.
+    TCP kernels use the tty ports on the same interface; ipc kernels use sockets in the same
+    folder as the REPL's.
     """
     if input_addr.startswith("ipc://"):
         folder = input_addr[len("ipc://") :].rsplit("/", 1)[0]

@@ -1,9 +1,10 @@
 """The ``tty`` feature: an interactive program on a pseudo-terminal, bridged over ZMQ.
 
-Bytes pushed to the bridge's PULL socket (port 2002 in a kernel with a network) are typed
-into the terminal; everything the terminal prints leaves on its PUSH socket (port 2003) as
-raw single-frame messages, for the gateway's WebSocket terminal. When the program exits (the
-user typed ``exit``), a fresh one is started. Terminal output nobody reads is dropped.
+Bytes pushed to the bridge's PULL socket (``REPL_PTY_INPUT_PORT`` in a kernel with a network)
+are typed into the terminal; everything the terminal prints leaves on its PUSH socket
+(``REPL_PTY_OUTPUT_PORT``) as raw single-frame messages, for the gateway's WebSocket
+terminal. When the program exits (the user typed ``exit``), a fresh one is started. Terminal
+output nobody reads is dropped.
 """
 
 from __future__ import annotations
