@@ -255,7 +255,7 @@ async def live_stack(
             session,
         )
         stack.push_async_callback(gw.server.close)
-        ids = {a.agent_id for a in started}
+        ids = {str(a.agent_id) for a in started}
         await until(lambda: agents_joined(gw, ids), within=60.0)
         yield LiveStack(gw, tuple(started))
 

@@ -80,8 +80,8 @@ def isolate(environ: MutableMapping[str, str] | None = None) -> IsolatedEnv:
     for name, path in tool_caches(env).items():
         if name not in env and Path(path).exists():
             new[name] = path
-    for path in (home, *(home / below for below in XDG_FOLDERS.values())):
-        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for folder in (home, *(home / below for below in XDG_FOLDERS.values())):
+        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
     runtime.mkdir(mode=0o700)
     dropped = [n for n in env if n.startswith("SORNA_") and n not in HARNESS_SWITCHES]
     saved = {name: env.get(name) for name in [*new, *dropped]}
