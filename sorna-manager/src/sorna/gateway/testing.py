@@ -240,7 +240,8 @@ async def live_stack(
 ) -> AsyncIterator[LiveStack]:
     """A gateway (:func:`gateway_settings` with the ``gateway`` overrides) and ``agents``
     in-process agents (:func:`agent_settings` with the ``agent`` overrides, scratch roots
-    ``scratch_root/a<n>``), entered once the gateway lists every agent; closed in reverse."""
+    ``scratch_root/a<n>``; an ``agent_id`` override suits one agent only), entered once the
+    gateway lists every agent; closed in reverse."""
     async with contextlib.AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
         started: list[Agent] = []

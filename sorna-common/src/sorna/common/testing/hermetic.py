@@ -3,10 +3,11 @@
 :func:`isolate` points ``HOME`` and the XDG base folders at fresh temporary ones and drops
 the ``SORNA_*`` settings of the shell the tests were started from (a developer's
 ``~/.config/sorna/client.toml`` or ``SORNA_ENDPOINT`` would send a client test to their own
-gateway), keeping only the harness's own switches. The download and build caches of pip, Go
-and npm, and Docker's client folder (which engine to talk to), stay where they were, so that
-the builds some tests run (the jail, the wheels' venv) stay offline and warm. The pytest
-plugin calls it once per session, before collection, and undoes it at the end.
+gateway), keeping only the harness's own switches. The caches and settings of pip, Go and npm
+(package indexes, proxies) and Docker's client folder (which engine to talk to) stay where
+they were (:func:`build_tools`), so that the builds some tests run (the jail, the wheels'
+venv) find what they found before. The pytest plugin calls it once per session, before
+collection, and undoes it at the end.
 """
 
 from __future__ import annotations
@@ -31,17 +32,26 @@ XDG_FOLDERS: Final[Mapping[str, str]] = {
 }
 
 
-def tool_caches(env: Mapping[str, str]) -> dict[str, str]:
-    """Where pip, Go and npm cache downloads and builds, and Docker keeps its client folder,
-    in the environment ``env`` (as each tool finds them when its own variable is unset)."""
+def build_tools(env: Mapping[str, str]) -> dict[str, str]:
+    """Where pip, Go and npm keep their caches and settings (package indexes, proxies), and
+    Docker its client folder, in the environment ``env``: each tool's own variable -> the
+    place the tool finds when that variable is unset."""
     home = Path(env.get("HOME") or Path.home())
     cache = Path(env.get("XDG_CACHE_HOME") or home / ".cache")
+    config = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
     gopath = Path(env.get("GOPATH", "").split(os.pathsep)[0] or home / "go")
+    pip_config = next(
+        (p for p in (config / "pip" / "pip.conf", home / ".pip" / "pip.conf") if p.exists()),
+        config / "pip" / "pip.conf",
+    )
     return {
         "PIP_CACHE_DIR": str(cache / "pip"),
+        "PIP_CONFIG_FILE": str(pip_config),
         "GOCACHE": str(cache / "go-build"),
         "GOMODCACHE": str(gopath / "pkg" / "mod"),
+        "GOENV": str(config / "go" / "env"),
         "npm_config_cache": str(home / ".npm"),
+        "npm_config_userconfig": str(home / ".npmrc"),
         "DOCKER_CONFIG": str(home / ".docker"),
     }
 
@@ -77,7 +87,7 @@ def isolate(environ: MutableMapping[str, str] | None = None) -> IsolatedEnv:
     new: dict[str, str] = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}
     for name, below in XDG_FOLDERS.items():
         new[name] = str(home / below)
-    for name, path in tool_caches(env).items():
+    for name, path in build_tools(env).items():
         if name not in env and Path(path).exists():
             new[name] = path
     for folder in (home, *(home / below for below in XDG_FOLDERS.values())):
