@@ -1,6 +1,7 @@
 """Benchmark sorna.client against a bare signed aiohttp request to the same gateway.
 
-Starts Valkey, PostgreSQL, a gateway and a local-backend agent in this process, then measures
+Starts Valkey, PostgreSQL, a gateway and a local-backend agent in this process
+(:func:`sorna.gateway.testing.live_stack`), then measures
 the warm round trip of ``print(1)`` on python3 three ways: a minimal hand-signed aiohttp POST
 (the baseline), ``AsyncKernel.execute``, and the blocking ``Kernel.execute`` called from a
 plain thread (one hop to its loop thread per call). Prints p50/p99 and each client's ratio to
@@ -15,32 +16,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import hashlib
 import hmac
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
-from sorna.agent.agent import Agent
-from sorna.agent.config import AgentSettings
 from sorna.client import AsyncKernel, ClientConfig, Kernel
-from sorna.common.config import DatabaseSettings, RedisSettings
-from sorna.common.servers import PostgresServer, ValkeyServer, free_port
-from sorna.gateway import keys as K
-from sorna.gateway.app import create_app
-from sorna.manager.config import ManagerSettings, ManagerTimings
+from sorna.common.servers import PostgresServer, ValkeyServer
+from sorna.common.testing.leftovers import scratch_folder
+from sorna.gateway.testing import live_stack
+from sorna.manager.config import ManagerTimings
 
 ASYNC_TARGET = 1.15
 SYNC_TARGET = 1.3
@@ -100,33 +94,16 @@ def report(name: str, samples: list[float], base: float | None, target: float | 
 
 
 async def bench(calls: int, redis_url: str, postgres_url: str, scratch: Path) -> None:
-    agent = Agent(
-        settings=AgentSettings(
-            agent_id="bench-client",
-            rpc_host="127.0.0.1",
-            rpc_port=0,
-            backend="local",
-            scratch_root=scratch,
-            heartbeat_interval=0.5,
-            redis=RedisSettings(url=redis_url),
-        )
-    )
-    await agent.start()
-    settings = dataclasses.replace(
-        ManagerSettings(),
-        redis=RedisSettings(url=redis_url),
-        db=DatabaseSettings(url=postgres_url, pool_size=4),
-        timings=ManagerTimings(startup_grace_s=0.0),
-    )
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        kp = await app[K.KEYPAIRS].create(concurrency_limit=10, rate_limit=1_000_000)
-        cfg = ClientConfig(kp.access_key, kp.secret_key, endpoint=f"http://127.0.0.1:{port}")
-        await asyncio.sleep(1.5)  # a few heartbeats: the agent is in the registry
+    async with live_stack(
+        redis_url=redis_url,
+        postgres_url=postgres_url,
+        scratch_root=scratch,
+        gateway={"timings": ManagerTimings(startup_grace_s=0.0)},
+        agent={"agent_id": "bench-client"},
+    ) as live:
+        kp = await live.gateway.keypair(concurrency_limit=10, rate_limit=1_000_000)
+        cfg = ClientConfig(kp.access_key, kp.secret_key, endpoint=live.endpoint)
+        port = live.gateway.server.port
         async with AsyncKernel.get_or_create("python3", config=cfg) as kernel:
             host = f"127.0.0.1:{port}"
             path = f"/v2/kernel/{kernel.kernel_id}"
@@ -153,9 +130,6 @@ async def bench(calls: int, redis_url: str, postgres_url: str, scratch: Path) ->
         report("AsyncKernel.execute", client, b50, ASYNC_TARGET)
         report("Kernel.execute (a thread)", sync_samples, b50, SYNC_TARGET)
         await cli_startup(cfg)
-    finally:
-        await runner.cleanup()
-        await agent.close()
 
 
 async def cli_startup(cfg: ClientConfig) -> None:
@@ -194,12 +168,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300, help="timed calls per client")
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="bc-", dir="/tmp"))
-    try:
-        with ValkeyServer() as valkey, PostgresServer() as postgres:
-            asyncio.run(bench(args.calls, valkey.url, postgres.url(), scratch))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with scratch_folder("bc-") as scratch, ValkeyServer() as valkey, PostgresServer() as postgres:
+        asyncio.run(bench(args.calls, valkey.url, postgres.url(), scratch))
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from sorna.common.constants import AGENT_ID_FILE, LABEL_AGENT_ID
 from sorna.common.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNEL_LABEL = "io.sorna.kernel.id"
 
 
 def descendants(pid: int) -> set[int]:
@@ -85,11 +85,12 @@ def port_free(port: int) -> bool:
     return True
 
 
-def kernel_containers() -> set[str]:
-    """Ids of the kernel containers on this host (empty without a Docker engine)."""
+def kernel_containers(agent_id: str) -> set[str]:
+    """Ids of the kernel containers of agent ``agent_id`` on this host (empty without a Docker
+    engine): only this stack's, as other tests on the same engine start kernels of their own."""
     try:
         out = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label={KERNEL_LABEL}"],
+            ["docker", "ps", "-aq", "--filter", f"label={LABEL_AGENT_ID}={agent_id}"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -118,7 +119,6 @@ class Stack:
         if not docker:  # an engine that never answers: the stack must fall back to local
             self.env["DOCKER_HOST"] = f"unix://{home}/no-docker.sock"
         self.pids: dict[int, str] = {}
-        self.containers_before = kernel_containers()
 
     def sorna(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -154,6 +154,13 @@ class Stack:
             self._note_processes()
         return self.sorna("down", timeout=200)
 
+    def containers(self) -> set[str]:
+        """The kernel containers of this stack's agent (whose id its scratch folder keeps)."""
+        id_file = self.data_dir / "scratch" / AGENT_ID_FILE
+        if not id_file.exists():  # no agent ever started: no kernel either
+            return set()
+        return kernel_containers(id_file.read_text().strip())
+
     def leftovers(self) -> list[str]:
         """What the stack left behind: processes, kernel containers, the gateway port."""
         found = [
@@ -161,7 +168,7 @@ class Stack:
             for pid, t in sorted(self.pids.items())
             if alive(pid, t)
         ]
-        found += [f"container {c}" for c in sorted(kernel_containers() - self.containers_before)]
+        found += [f"container {c}" for c in sorted(self.containers())]
         if not port_free(self.port):
             found.append(f"port {self.port}")
         return found

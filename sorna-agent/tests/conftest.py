@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from sorna.common import messages as msg
 from sorna.common.config import RedisSettings, S3Settings
 from sorna.common.constants import LABEL_AGENT_ID
 from sorna.common.rpc import RPCClient
+from sorna.common.testing.leftovers import mounts_under, processes_under
 from sorna.common.testing.plugin import S3Bucket, require_docker
 
 AgentFactory = Callable[..., Awaitable[Agent]]
@@ -37,30 +36,6 @@ def _containers(agent_id: str) -> list[str]:
     return out.stdout.split()
 
 
-def _local_daemons(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker.encode() in cmdline:
-                found.append(int(entry))
-    return found
-
-
-def mounts_under(root: Path) -> list[str]:
-    """Mount points below ``root`` (from this process's mount table)."""
-    prefix = str(root.resolve()) + "/"
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].encode().decode("unicode_escape")
-        if point.startswith(prefix):
-            found.append(point)
-    return found
-
-
 @pytest.fixture
 def mounts() -> Callable[[Path], list[str]]:
     """``mounts(root)``: mount points below ``root``."""
@@ -73,16 +48,6 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     if request.param == "docker":
         require_docker()
     return str(request.param)
-
-
-@pytest.fixture
-def scratch_root() -> Iterator[Path]:
-    """A short scratch root (ipc socket paths must stay under 108 bytes)."""
-    root = Path(tempfile.mkdtemp(prefix="sa-", dir="/tmp"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -133,7 +98,7 @@ async def make_agent(redis_url: str, scratch_root: Path) -> AsyncIterator[AgentF
             await asyncio.to_thread(
                 subprocess.run, ["docker", "rm", "-f", cid], capture_output=True, check=False
             )
-        daemons = _local_daemons(str(scratch_root))
+        daemons = processes_under(scratch_root)
         dirs = [
             p
             for sub in ("work", "ipc", "disk")

@@ -35,6 +35,7 @@ from sorna.common.constants import (
 from sorna.common.errors import RemoteError
 from sorna.common.keys import RedisKeys
 from sorna.common.rpc import RPCClient
+from sorna.common.testing.leftovers import kill_processes_under, mounts_under
 
 pytestmark = pytest.mark.docker
 
@@ -110,12 +111,6 @@ def _loops_of(images: Path) -> list[str]:
     return found
 
 
-def _mounts(root: Path) -> list[str]:
-    prefix = str(root.resolve()) + "/"
-    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    return [p for p in points if p.startswith(prefix)]
-
-
 def _docker(*args: str) -> list[str]:
     done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
     return done.stdout.split()
@@ -130,7 +125,7 @@ def _disk_state(scratch_root: Path, kid: str) -> tuple[bool, bool, bool]:
         for name in _loops_of(scratch_root / "disk")
         if Path(f"/sys/block/{name}/loop/backing_file").read_text().strip().startswith(str(image))
     ]
-    return work in _mounts(scratch_root), image.exists(), bool(loops)
+    return work in mounts_under(scratch_root), image.exists(), bool(loops)
 
 
 # ------------------------------------------------------------------ enforcement
@@ -243,7 +238,7 @@ async def test_no_disk_caps_when_disabled(make_agent, rpc, run, scratch_root, ca
     client = rpc(agent)
     created = await _create(client, disk_kib=16 * 1024)
     assert created["limits"]["disk_kib"] == 0
-    assert _mounts(scratch_root) == []
+    assert mounts_under(scratch_root) == []
     await client.call(msg.DESTROY_KERNEL.name, {"kernel_id": "k"})
 
 
@@ -317,7 +312,7 @@ async def test_a_failed_create_leaves_no_disk(redis_url, scratch_root) -> None:
             await _create(client, disk_kib=16 * 1024)
         assert info.value.type == "kernel-creation-failed"
         assert _disk_state(scratch_root, "k") == (False, False, False)
-        assert _mounts(scratch_root) == []
+        assert mounts_under(scratch_root) == []
     finally:
         await client.close()
         await agent.close()
@@ -351,17 +346,7 @@ async def _cli_agent(agent_id: str, backend: str, redis_url: str, scratch_root: 
 def _kill_local_kernels(root: Path) -> None:
     """End the orphaned local kernels of a SIGKILLed agent (their cwd is under ``root``),
     and remove their socket folders: the dead agent never ran its clean-up."""
-    pids = []
-    for pid_dir in Path("/proc").iterdir():
-        try:
-            if pid_dir.name.isdigit() and os.readlink(pid_dir / "cwd").startswith(str(root)):
-                os.kill(int(pid_dir.name), signal.SIGKILL)
-                pids.append(pid_dir)
-        except OSError:
-            continue
-    deadline = time.monotonic() + 10
-    while any((p / "cwd").exists() for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)  # gone (or a zombie, whose mounts are let go) soon after SIGKILL
+    kill_processes_under(root)
     for sockdir in Path(tempfile.gettempdir()).glob("sorna-local-*"):
         try:
             if str(root) in (sockdir / "policy.json").read_text():
@@ -407,7 +392,7 @@ async def test_a_killed_agents_disks_are_cleaned_by_the_next(
         else:
             assert second.kernel_ids == []
             assert _disk_state(scratch_root, "keep") == (False, False, False)
-            assert _mounts(scratch_root) == []
+            assert mounts_under(scratch_root) == []
     finally:
         if second is None and backend_name == "docker":  # else the second agent removes them
             label = f"label={LABEL_AGENT_ID}={agent_id}"

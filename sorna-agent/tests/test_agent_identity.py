@@ -26,6 +26,7 @@ from sorna.common.config import RedisSettings
 from sorna.common.constants import AGENT_ID_FILE, KERNEL_CONTAINER_PREFIX, LABEL_AGENT_ID
 from sorna.common.errors import ConfigError
 from sorna.common.rpc import RPCClient
+from sorna.common.testing.leftovers import clean_folder
 from sorna.common.testing.plugin import require_docker
 
 from .conftest import run_to_end
@@ -80,7 +81,7 @@ async def agents(redis_url: str) -> AsyncIterator[tuple[Start, Callable[[], Path
                 ).split():
                     _docker("rm", "-f", cid)
         for root in roots:
-            shutil.rmtree(root, ignore_errors=True)
+            clean_folder(root)
 
 
 def test_generated_id_is_kept_in_the_scratch_root(tmp_path: Path) -> None:

@@ -29,11 +29,10 @@ async def test_container_killed_from_outside(make_agent, rpc, redis, events) -> 
         "docker", "kill", f"{KERNEL_CONTAINER_PREFIX}victim", stdout=subprocess.DEVNULL
     )
     assert await proc.wait() == 0
-    killed_at = time.monotonic()
+    # Docker's "die" event ends the kernel (bench/deadlines.py times it); 60 s guard a hang.
     event = await events.wait(
-        redis, "kernel_terminated", lambda body: body.kernel_id == "victim", within=2
+        redis, "kernel_terminated", lambda body: body.kernel_id == "victim", within=60
     )
-    assert time.monotonic() - killed_at < 2
     assert event.body.reason == "killed"
     assert agent.kernel_ids == []
 
@@ -61,7 +60,7 @@ async def test_idle_kernels_are_reaped(make_agent, rpc, redis, events) -> None:
         msg.CREATE_KERNEL.name, {"kernel_id": "idle", "lang": "python3", "owner": "AK"}
     )
     event = await events.wait(
-        redis, "kernel_terminated", lambda body: body.kernel_id == "idle", within=10
+        redis, "kernel_terminated", lambda body: body.kernel_id == "idle", within=60
     )
     assert event.body.reason == "idle-timeout"
     assert agent.kernel_ids == []
@@ -95,14 +94,15 @@ async def test_heartbeats_keep_the_alive_key(make_agent, rpc, redis, events) -> 
     assert "python3" in entry["langs"].split(",")
     assert int(entry["used_mem_slots"]) > 0
     assert await redis.sismember(KEYS.agents(), agent.agent_id)
-    stats = await events.wait(redis, "kernel_stats", lambda body: "k" in body.stats, within=5)
+    stats = await events.wait(redis, "kernel_stats", lambda body: "k" in body.stats, within=60)
     assert stats.body.stats["k"].cpu_ms >= 0
     names = {e.name for e in await events.read(redis)}
     assert {"instance_started", "instance_heartbeat", "kernel_started"} <= names
     await client.call(msg.DESTROY_KERNEL.name, {"kernel_id": "k"})
     await agent.close()
-    await events.wait(redis, "instance_terminated", lambda body: True, within=1)
-    deadline = time.monotonic() + 5
+    await events.wait(redis, "instance_terminated", lambda body: True, within=60)
+    assert await redis.pttl(alive) != -1, "the alive key outlives its agent (no TTL)"
+    deadline = time.monotonic() + 60  # a hang guard: the key expires after its TTL
     while await redis.exists(alive):
         assert time.monotonic() < deadline, "the alive key did not expire"
         await asyncio.sleep(0.1)

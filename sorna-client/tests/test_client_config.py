@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +120,30 @@ def test_malformed_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_repr_hides_the_secret() -> None:
     assert SK not in repr(ClientConfig(access_key=AK, secret_key=SK))
+
+
+def test_a_sorna_cli_of_the_tests_sees_no_developer_config() -> None:
+    """Seen on a fresh clone beside a running ``sorna up``: a CLI test read the developer's
+    ``~/.config/sorna/client.toml`` and reached their gateway. A ``sorna`` child of the test
+    session, with the session's environment, looks for its file outside the developer's home
+    and finds no credentials."""
+    started = dict(
+        entry.split("=", 1)
+        for entry in Path("/proc/self/environ").read_bytes().decode().split("\0")
+        if "=" in entry
+    )
+    homes = {Path(pwd.getpwuid(os.getuid()).pw_dir), Path(started.get("HOME", "/"))} - {Path("/")}
+    code = "from sorna.client.config import default_config_path as p; print(p())"
+    where = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    path = Path(where.stdout.strip())
+    assert not any(path.is_relative_to(home) for home in homes), path
+    run = "import sys; from sorna.client.cli import main; sys.exit(main(sys.argv[1:]))"
+    ran = subprocess.run(
+        [sys.executable, "-c", run, "run", "python3", "-c", "print(1)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (ran.returncode, ran.stdout) == (2, ""), ran.stderr
+    assert "no access key configured" in ran.stderr

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -91,3 +93,43 @@ def test_postgres_starts_from_a_private_install_as_root(tmp_path: Path) -> None:
     finally:
         if install.parents[2] == PG_INSTALL_CACHE:  # the copy of this test's private tree
             shutil.rmtree(install.parents[1], ignore_errors=True)
+
+
+# ------------------------------------------------------------------ a session of its own
+
+
+def started_with() -> dict[str, str]:
+    """The environment this process was started with, before the plugin isolated it."""
+    raw = Path("/proc/self/environ").read_bytes().decode(errors="replace")
+    return dict(entry.split("=", 1) for entry in raw.split("\0") if "=" in entry)
+
+
+def developer_homes() -> set[Path]:
+    """The HOME pytest was started with, and the user's home in the password database."""
+    homes = {Path(pwd.getpwuid(os.getuid()).pw_dir)}
+    if started_with().get("HOME"):
+        homes.add(Path(started_with()["HOME"]))
+    return {h for h in homes if h != Path("/")}
+
+
+XDG = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR")
+
+
+def test_the_session_and_its_children_have_a_home_of_their_own() -> None:
+    # What a child process (a `sorna` CLI, an agent, a gateway) is started with.
+    code = "import json, os; print(json.dumps(dict(os.environ)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    for env in (dict(os.environ), json.loads(done.stdout)):
+        home = Path(env["HOME"])
+        assert home.is_dir() and home not in developer_homes(), home
+        assert not any(home.is_relative_to(h) for h in developer_homes()), home
+        for name in XDG:
+            # Each folder is the session's (under its temporary root), none the developer's.
+            assert Path(env[name]).is_relative_to(home.parent), (name, env[name])
+            assert Path(env[name]) != Path(started_with().get(name, "/nonexistent")), name
+    assert Path(os.path.expanduser("~")) == Path(os.environ["HOME"])
+
+
+def test_the_developers_sorna_settings_do_not_reach_the_tests() -> None:
+    kept = {"SORNA_REQUIRE_DOCKER", "SORNA_SCREENSHOTS"}  # the harness's own switches
+    assert [name for name in os.environ if name.startswith("SORNA_") and name not in kept] == []

@@ -164,10 +164,8 @@ async def test_concurrent_calls_are_matched_by_id_not_order(
 async def test_timeout_raises_and_leaves_no_pending_entry(
     server: RPCServer, client: RPCClient
 ) -> None:
-    started = time.monotonic()
-    with pytest.raises(RPCTimeout):
-        await client.call("hang", timeout=0.2)
-    assert 0.15 < time.monotonic() - started < 5
+    with pytest.raises(RPCTimeout):  # the call's deadline fires first (bench/deadlines.py)
+        await asyncio.wait_for(client.call("hang", timeout=0.2), 60)
     assert client.pending == 0
     # The client is still usable afterwards.
     assert await client.call("ping", {"echo": 1}) == {"echo": 1}
@@ -183,11 +181,9 @@ async def test_late_reply_after_timeout_is_dropped(server: RPCServer, client: RP
 
 
 async def test_per_method_default_timeout(server: RPCServer, make_client: ClientFactory) -> None:
-    client = make_client(server.address, timeout=10.0, method_timeouts={"hang": 0.1})
-    started = time.monotonic()
-    with pytest.raises(RPCTimeout):
-        await client.call("hang")
-    assert time.monotonic() - started < 5
+    client = make_client(server.address, timeout=3600.0, method_timeouts={"hang": 0.1})
+    with pytest.raises(RPCTimeout):  # the method's deadline, long before the client's
+        await asyncio.wait_for(client.call("hang"), 60)
     assert client.pending == 0
     # An explicit timeout beats the method's default.
     assert await client.call("echo_after", {"delay": 0.2, "value": 1}, timeout=5) == 1

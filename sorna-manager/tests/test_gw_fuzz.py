@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from yarl import URL
 
 from sorna.client.auth import signed_headers
 from sorna.common.servers import free_port
+from sorna.gateway.testing import agent_env
 
 VERSIONS = {"/v1": "v1.20160915", "/v2": "v2.20170315"}
 MAX_EXAMPLES = 15
@@ -83,10 +83,10 @@ class _SornaAuth(requests.auth.AuthBase):
 
 @pytest.fixture
 def stack(
-    redis_url: str, postgres_url: str, tmp_path: Path
+    redis_url: str, postgres_url: str, tmp_path: Path, scratch_root: Path
 ) -> Iterator[tuple[str, _SornaAuth, str]]:
     """A served gateway with one local agent; the base URL and an admin keypair's signer."""
-    port, rpc_port = free_port(), free_port()
+    port = free_port()
     env = _env(
         SORNA_REDIS_URL=redis_url,
         SORNA_DB_URL=postgres_url,
@@ -103,25 +103,14 @@ def stack(
     ).stdout
     kp = json.loads(out)
     auth = _SornaAuth(kp["accessKey"], kp["secretKey"])
-    scratch = Path("/tmp") / f"fz-{os.getpid()}-{port}"  # short: ipc socket paths
-    agent_env = _env(
-        SORNA_AGENT_ID=f"fuzz-{port}",
-        SORNA_RPC_HOST="127.0.0.1",
-        SORNA_RPC_PORT=str(rpc_port),
-        SORNA_BACKEND="local",
-        SORNA_SCRATCH_ROOT=str(scratch),
-        SORNA_HEARTBEAT_INTERVAL="0.5",
-        SORNA_FLUSH_INTERVAL="0.5",
-        SORNA_REDIS_URL=redis_url,
-        SORNA_LOGGING_LEVEL="WARNING",
-    )
+    agent = agent_env(agent_id=f"fuzz-{port}", scratch_root=scratch_root, redis_url=redis_url)
     procs: list[subprocess.Popen[bytes]] = []
     logs = tmp_path / "logs"
     logs.mkdir()
     try:
         for name, argv, e in (
             ("gateway", [*manager, "serve", "--port", str(port)], env),
-            ("agent", [sys.executable, "-m", "sorna.agent.cli"], agent_env),
+            ("agent", [sys.executable, "-m", "sorna.agent.cli"], agent),
         ):
             with open(logs / f"{name}.log", "wb") as log:
                 procs.append(
@@ -152,25 +141,7 @@ def stack(
         assert all(p.poll() is None for p in procs), "a server died\n" + _logs(logs)
     finally:
         for proc in reversed(procs):
-            _stop(proc)
-        _kill_leftovers(scratch)
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _kill_leftovers(root: Path) -> None:
-    """Kill stray kernels (processes whose working directory is under our scratch root)."""
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(pid_dir / "cwd")
-        except OSError:
-            continue
-        if cwd.startswith(str(root)):
-            try:
-                os.kill(int(pid_dir.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _stop(proc)  # the scratch_root fixture then kills what the kernels left
 
 
 def _logs(logs: Path) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from collections.abc import Iterator
 
+import pytest
 from redis.asyncio import Redis
 
 from sorna.common.keys import RedisKeys
@@ -16,14 +19,20 @@ KEYS = RedisKeys()
 
 
 async def put_agent(
-    redis: Redis, agent_id: str, *, langs: str = "python3", max_kernels: int = 4, alive: bool = True
+    redis: Redis,
+    agent_id: str,
+    *,
+    langs: str = "python3",
+    max_kernels: int = 4,
+    alive: bool = True,
+    addr: str = "tcp://127.0.0.1:0",  # no agent is ever called there
 ) -> None:
     """Register an agent the way PROTOCOLS section 2 says an agent does."""
     await redis.hset(
         KEYS.agent(agent_id),  # type: ignore[arg-type]
         mapping={
             "id": agent_id,
-            "addr": "tcp://127.0.0.1:9",
+            "addr": addr,
             "region": "local",
             "backend": "local",
             "max_kernels": max_kernels,
@@ -84,7 +93,18 @@ async def test_unsupported_lang_and_no_room(gateway: Gateway, redis: Redis) -> N
     assert kp is not None and kp.concurrency_used == 0
 
 
-async def test_creation_failure_releases_reservation(gateway: Gateway, redis: Redis) -> None:
+@pytest.fixture
+def mute_address() -> Iterator[str]:
+    """A loopback address that accepts connections and never answers (on a free port)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+
+
+async def test_creation_failure_releases_reservation(
+    gateway: Gateway, redis: Redis, mute_address: str
+) -> None:
     # An agent whose RPC address answers nothing: the call times out -> 503, slot released.
     import dataclasses
 
@@ -95,7 +115,7 @@ async def test_creation_failure_releases_reservation(gateway: Gateway, redis: Re
         timings=ManagerTimings(startup_grace_s=0.0, create_timeout_s=0.5, liveness_interval_s=5),
     )
     gateway.app[K.KERNELS].settings = settings
-    await put_agent(redis, "i-mute", max_kernels=1)
+    await put_agent(redis, "i-mute", max_kernels=1, addr=mute_address)
     api = await gateway.api()
     status, body = await api.json(
         "POST", "/v2/kernel/create", {"lang": "python", "clientSessionToken": "tok-1"}

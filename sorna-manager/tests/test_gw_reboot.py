@@ -14,14 +14,18 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from sorna.agent.agent import Agent
-from sorna.agent.config import AgentSettings
-from sorna.common.config import RedisSettings
 from sorna.common.keys import RedisKeys
 from sorna.common.servers import free_port
 from sorna.common.testing.plugin import require_docker
 from sorna.gateway import keys as K
-from sorna.gateway.testing import AgentProcesses, Gateway, agent_env, until
+from sorna.gateway.testing import (
+    AgentProcesses,
+    Gateway,
+    agent_env,
+    agent_settings,
+    start_agent,
+    until,
+)
 from sorna.manager.config import ManagerSettings
 
 PROB = "https://api.sorna.io/probs/"
@@ -134,20 +138,15 @@ async def test_kernels_kept_by_a_restarted_agent_stay(  # type: ignore[no-untype
     gateway: Gateway, redis_url: str, scratch_root: Path, redis: Redis
 ) -> None:
     require_docker()
-    settings = AgentSettings(
-        agent_id=f"gw-keep-{uuid.uuid4().hex[:8]}",
-        rpc_host="127.0.0.1",
-        rpc_port=free_port(),
-        backend="docker",
+    settings = agent_settings(
+        redis_url=redis_url,
         scratch_root=scratch_root / "keep",
-        flush_interval=0.5,
-        heartbeat_interval=0.5,
+        rpc_port=free_port(),  # the restarted agent answers where the first did
+        backend="docker",
         keep_kernels_on_shutdown=True,
-        redis=RedisSettings(url=redis_url),
     )
     keys = RedisKeys()
-    agent = Agent(settings=settings)
-    await agent.start()
+    agent = await start_agent(settings)
     try:
         api = await gateway.api()
         status, body = await api.json(
@@ -157,8 +156,7 @@ async def test_kernels_kept_by_a_restarted_agent_stay(  # type: ignore[no-untype
         kid = body["kernelId"]
         assert (await api.json("POST", f"/v2/kernel/{kid}", {"code": "x = 41"}))[0] == 200
         await agent.close()  # its container keeps running
-        agent = Agent(settings=settings)
-        await agent.start()
+        agent = await start_agent(settings)
         assert agent.kernel_ids == [kid]
         boot = agent.boot_id
 

@@ -25,16 +25,8 @@ import pytest
 from redis.asyncio import Redis
 
 from sorna.common.keys import RedisKeys
-from sorna.gateway.testing import (
-    API,
-    Gateway,
-    agent_env,
-    kill_processes_under,
-    processes_under,
-    spawn_agent,
-    stop_process,
-    until,
-)
+from sorna.common.testing.leftovers import processes_under
+from sorna.gateway.testing import API, Gateway, agent_env, spawn_agent, stop_process, until
 
 BACKENDS = ["local", pytest.param("docker", marks=pytest.mark.docker)]
 #: The agent's /tmp cap for kernels in these tests (MiB).
@@ -93,16 +85,6 @@ def _agent_env(backend: str, scratch_root: Path, redis_url: str, secret: str) ->
 def _docker_socket() -> str | None:
     """The host's Docker socket, when there is one."""
     return DOCKER_SOCKET if os.path.exists(DOCKER_SOCKET) else None
-
-
-@pytest.fixture
-def scratch_root() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
-    try:
-        yield root
-    finally:
-        kill_processes_under(root)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The demo console through a live stack: a real gateway (console enabled) and a real agent
-(local backend, a python3 kernel of this venv) on the harness's Valkey and PostgreSQL.
+(local backend, a python3 kernel of this venv) on the harness's Valkey and PostgreSQL
+(:func:`sorna.gateway.testing.live_stack`).
 
 The API test checks that ``plt.show()`` comes back as an ``image/svg+xml`` console item; the
 browser tests open ``/console/`` in Debian's chromium, type the keys into the page and run code.
@@ -9,14 +10,11 @@ writes ``docs/console-drawing.png`` and ``docs/console-plot.png``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib.util
 import os
 import shutil
-import tempfile
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +22,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sorna.agent.agent import Agent
-from sorna.agent.config import AgentSettings
 from sorna.client import AsyncSession, ClientConfig
-from sorna.common.config import DatabaseSettings, RedisSettings
-from sorna.gateway import keys as K
 from sorna.gateway.app import create_app
-from sorna.manager.config import ManagerSettings, ManagerTimings, ServerSettings
+from sorna.gateway.testing import live_stack
+from sorna.manager.config import ManagerSettings, ServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -75,64 +70,17 @@ class Live:
 
 
 @pytest.fixture
-def scratch_root() -> Iterator[Path]:
-    """A short scratch root for the agent (ipc socket paths must stay under 108 bytes)."""
-    root = Path(tempfile.mkdtemp(prefix="sc-", dir="/tmp"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-async def live(
-    redis_url: str,
-    postgres_url: str,
-    scratch_root: Path,
-) -> AsyncIterator[Live]:
+async def live(redis_url: str, postgres_url: str, scratch_root: Path) -> AsyncIterator[Live]:
     """A gateway with the console enabled and one local-backend agent."""
-    agent = Agent(
-        settings=AgentSettings(
-            agent_id=f"media-test-{uuid.uuid4().hex[:8]}",
-            rpc_host="127.0.0.1",
-            rpc_port=0,
-            backend="local",
-            scratch_root=scratch_root,
-            flush_interval=0.5,
-            heartbeat_interval=0.5,
-            redis=RedisSettings(url=redis_url),
-        )
-    )
-    await agent.start()
-    settings = dataclasses.replace(
-        ManagerSettings(),
-        server=ServerSettings(console_enabled=True),
-        redis=RedisSettings(url=redis_url),
-        db=DatabaseSettings(url=postgres_url, pool_size=4),
-        timings=ManagerTimings(
-            liveness_interval_s=0.2, startup_grace_s=0.0, rpc_timeout_s=20.0, execute_timeout_s=30.0
-        ),
-    )
-    app = create_app(settings)
-    server = TestServer(app, host="127.0.0.1")
-    try:
-        await server.start_server()
-        endpoint = f"http://127.0.0.1:{server.port}"
-        kp = await app[K.KEYPAIRS].create(concurrency_limit=10, rate_limit=10_000)
-        user = ClientConfig(kp.access_key, kp.secret_key, endpoint=endpoint)
-        await _wait_for_agent(app)
-        yield Live(endpoint=endpoint, user=user)
-    finally:
-        await server.close()
-        await agent.close()
-
-
-async def _wait_for_agent(app: Any) -> None:
-    for _ in range(100):
-        if any(a.alive and not a.lost for a in await app[K.REGISTRY].agents()):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the agent never joined")
+    async with live_stack(
+        redis_url=redis_url,
+        postgres_url=postgres_url,
+        scratch_root=scratch_root,
+        gateway={"server": ServerSettings(console_enabled=True)},
+    ) as stack:
+        kp = await stack.gateway.keypair(concurrency_limit=10, rate_limit=10_000)
+        user = ClientConfig(kp.access_key, kp.secret_key, endpoint=stack.endpoint)
+        yield Live(endpoint=stack.endpoint, user=user)
 
 
 async def test_plt_show_through_the_api_is_an_svg_item(live: Live) -> None:

@@ -1,4 +1,10 @@
-"""Test helpers: a signing API client, a running gateway, and agents as child processes."""
+"""Test helpers: a signing API client, a running gateway, agents in this process or as child
+processes, and :func:`live_stack`, the gateway + agent on real Valkey and PostgreSQL that the
+manager, client and media suites and the benchmarks run against.
+
+The agent is imported only when one is started: ``sorna-manager`` needs ``sorna-agent`` only
+for its tests (its ``test`` extra).
+"""
 
 from __future__ import annotations
 
@@ -8,22 +14,30 @@ import dataclasses
 import datetime
 import json
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from sorna.common.config import DatabaseSettings, RedisSettings
 from sorna.common.servers import free_port
+from sorna.common.testing.leftovers import kill_processes_under
 from sorna.gateway import keys as K
 from sorna.gateway import signing
+from sorna.gateway.app import create_app
 from sorna.gateway.server import GatewayRunner
+from sorna.manager.config import ManagerSettings, ManagerTimings
 from sorna.manager.keypairs import Keypair
+
+if TYPE_CHECKING:
+    from sorna.agent.agent import Agent
+    from sorna.agent.config import AgentSettings
 
 VERSION = "v2.20170315"
 
@@ -118,6 +132,134 @@ class Gateway:
     async def api(self, **kw: Any) -> API:
         return self.admin.with_keypair(await self.keypair(**kw))
 
+    @property
+    def endpoint(self) -> str:
+        """The base URL of this gateway (``http://127.0.0.1:<port>``)."""
+        return str(self.server.make_url("")).rstrip("/")
+
+
+# -- the live stack: a gateway and in-process agents on real Valkey and PostgreSQL ------------
+
+#: Test timings: quick liveness sweeps, no start-up grace, generous RPC deadlines (the tests
+#: share a loaded machine).
+TEST_TIMINGS = ManagerTimings(
+    liveness_interval_s=0.2, startup_grace_s=0.0, rpc_timeout_s=20.0, execute_timeout_s=30.0
+)
+
+
+def gateway_settings(*, redis_url: str, postgres_url: str, **overrides: Any) -> ManagerSettings:
+    """The settings of a test gateway on ``redis_url`` and ``postgres_url``: defaults,
+    :data:`TEST_TIMINGS`, then ``overrides`` (fields of :class:`ManagerSettings`)."""
+    base = dataclasses.replace(
+        ManagerSettings(),
+        redis=RedisSettings(url=redis_url),
+        db=DatabaseSettings(url=postgres_url, pool_size=4),
+        timings=TEST_TIMINGS,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+async def start_gateway(settings: ManagerSettings, session: aiohttp.ClientSession) -> Gateway:
+    """Serve ``create_app(settings)`` on a free loopback port, with an admin keypair whose
+    client uses ``session``; close it with ``gateway.server.close()``."""
+    app = create_app(settings)
+    server = GatewayTestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        admin = await app[K.KEYPAIRS].create(concurrency_limit=5, rate_limit=1000, is_admin=True)
+    except BaseException:
+        await server.close()
+        raise
+    return Gateway(app, server, API(server, session, admin))
+
+
+def agent_settings(*, redis_url: str, scratch_root: Path, **overrides: Any) -> AgentSettings:
+    """The settings of a test agent: a fresh id, a free loopback RPC port, the local backend,
+    quick heartbeats, flushes and stats, then ``overrides`` (fields of ``AgentSettings``)."""
+    from sorna.agent.config import AgentSettings
+
+    fields: dict[str, Any] = {
+        "agent_id": f"test-{uuid.uuid4().hex[:8]}",
+        "rpc_host": "127.0.0.1",
+        "rpc_port": 0,
+        "backend": "local",
+        "scratch_root": scratch_root,
+        "flush_interval": 0.5,
+        "heartbeat_interval": 0.5,
+        "stats_interval": 0.5,
+        "redis": RedisSettings(url=redis_url),
+        **overrides,
+    }
+    return AgentSettings(**fields)
+
+
+async def start_agent(settings: AgentSettings) -> Agent:
+    """An agent running in this event loop; ``await agent.close()`` stops it."""
+    from sorna.agent.agent import Agent
+
+    agent = Agent(settings=settings)
+    await agent.start()
+    return agent
+
+
+async def agents_joined(gateway: Gateway, agent_ids: set[str]) -> bool:
+    """Whether the gateway lists every agent of ``agent_ids`` as alive."""
+    status, body = await gateway.admin.json("GET", "/v2/admin/agents")
+    assert status == 200, body
+    alive = {a["id"] for a in body["agents"] if a["alive"] and not a["lost"]}
+    return agent_ids <= alive
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveStack:
+    """A running gateway and its agents."""
+
+    gateway: Gateway
+    agents: tuple[Agent, ...]
+
+    @property
+    def endpoint(self) -> str:
+        """Where the API answers (``http://127.0.0.1:<port>``)."""
+        return self.gateway.endpoint
+
+    @property
+    def agent(self) -> Agent:
+        """The first agent."""
+        return self.agents[0]
+
+
+@contextlib.asynccontextmanager
+async def live_stack(
+    *,
+    redis_url: str,
+    postgres_url: str,
+    scratch_root: Path,
+    agents: int = 1,
+    gateway: Mapping[str, Any] | None = None,
+    agent: Mapping[str, Any] | None = None,
+) -> AsyncIterator[LiveStack]:
+    """A gateway (:func:`gateway_settings` with the ``gateway`` overrides) and ``agents``
+    in-process agents (:func:`agent_settings` with the ``agent`` overrides, scratch roots
+    ``scratch_root/a<n>``; an ``agent_id`` override suits one agent only), entered once the
+    gateway lists every agent; closed in reverse."""
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        started: list[Agent] = []
+        for n in range(agents):
+            settings = agent_settings(
+                redis_url=redis_url, scratch_root=scratch_root / f"a{n}", **(agent or {})
+            )
+            started.append(await start_agent(settings))
+            stack.push_async_callback(started[-1].close)
+        gw = await start_gateway(
+            gateway_settings(redis_url=redis_url, postgres_url=postgres_url, **(gateway or {})),
+            session,
+        )
+        stack.push_async_callback(gw.server.close)
+        ids = {str(a.agent_id) for a in started}
+        await until(lambda: agents_joined(gw, ids), within=60.0)
+        yield LiveStack(gw, tuple(started))
+
 
 # -- agents as child processes (the tests that kill or restart one) ------------------------
 
@@ -184,30 +326,6 @@ class AgentProcesses:
         for proc in self._procs:
             stop_process(proc, grace)
         kill_processes_under(self._scratch_root)
-
-
-def processes_under(root: Path) -> list[int]:
-    """Processes working below ``root`` or naming it on their command line: the kernels of an
-    agent whose scratch root it is (a sandbox's command line names its folders)."""
-    found = []
-    marker = str(root).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            if (
-                os.readlink(entry / "cwd").startswith(str(root))
-                or marker in (entry / "cmdline").read_bytes()
-            ):
-                found.append(int(entry.name))
-    return found
-
-
-def kill_processes_under(root: Path) -> None:
-    """SIGKILL :func:`processes_under` ``root`` (what a SIGKILLed agent left running)."""
-    for pid in processes_under(root):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
 
 
 async def until(cond: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:

@@ -1,5 +1,8 @@
 """The pytest plugin of every Sorna package (the ``sorna`` pytest11 entry point).
 
+The whole session, and every process its tests start, runs with a temporary HOME and XDG
+folders and without the developer's ``SORNA_*`` settings (:mod:`sorna.common.testing.hermetic`).
+
 Fixtures start real servers on free loopback ports, once per session, and isolate each test:
 
 - ``valkey_server`` / ``redis_url`` / ``redis``: a Valkey server; the keyspace is flushed for
@@ -9,6 +12,9 @@ Fixtures start real servers on free loopback ports, once per session, and isolat
 
 Both ask for a password, as in single-PC mode; the URLs the fixtures give carry it.
 - ``s3_server`` / ``s3_bucket``: an S3-compatible server; each test gets a fresh bucket.
+- ``scratch_root``: a short, fresh folder for a test's agent; whatever its kernels leave
+  there (processes, mounts) is killed and unmounted at the end
+  (:mod:`sorna.common.testing.leftovers`).
 - ``docker``: an aiodocker client. Tests marked ``docker`` (or using this fixture) are skipped
   when no engine answers, and FAIL instead when ``SORNA_REQUIRE_DOCKER=1``.
 """
@@ -20,17 +26,33 @@ import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from sorna.common.servers import PostgresServer, S3Server, ValkeyServer
+from sorna.common.testing.hermetic import IsolatedEnv, isolate
+from sorna.common.testing.leftovers import scratch_folder
 
 if TYPE_CHECKING:
     import aiodocker
     from redis.asyncio import Redis
 
 _counter = itertools.count(1)
+_ISOLATED = pytest.StashKey[IsolatedEnv]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before collection, so that module-level code sees the session's HOME too.
+    config.stash[_ISOLATED] = isolate()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    isolated = config.stash.get(_ISOLATED, None)
+    if isolated is not None:
+        isolated.restore()
+        del config.stash[_ISOLATED]
 
 
 def require_docker() -> None:
@@ -64,6 +86,17 @@ def docker_problem() -> str | None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("docker") is not None:
         require_docker()
+
+
+# ------------------------------------------------------------------ scratch folders
+
+
+@pytest.fixture
+def scratch_root() -> Iterator[Path]:
+    """A short scratch root for an agent (ipc socket paths must stay under 108 bytes); its
+    kernels' leftover processes and mounts are killed and unmounted, then it is removed."""
+    with scratch_folder() as root:
+        yield root
 
 
 # ------------------------------------------------------------------ Redis protocol
