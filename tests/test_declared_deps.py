@@ -4,7 +4,8 @@ Each distribution (the root ``sorna`` meta-package and every ``sorna-*/``) ships
 ``sorna.<name>`` packages found under its ``src/sorna/``. A module in a distribution's
 ``src`` that imports ``sorna.<name>`` of another distribution must list that one in its
 ``[project] dependencies``, or, for an import guarded by ``except ImportError`` (an optional
-feature with a clear message when it is missing), in one of its extras; a test module under its
+feature with a clear message when it is missing) or made under ``if TYPE_CHECKING:``, in one
+of its extras; a test module under its
 ``tests/`` may also rely on its ``test`` extra. No database, engine or network: this reads
 files only.
 """
@@ -81,6 +82,14 @@ def _guarded(node: ast.Try) -> bool:
     return False
 
 
+def _type_checking(node: ast.If) -> bool:
+    """Whether an ``if`` is ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``)."""
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
 def sorna_imports(path: Path) -> dict[str, bool]:
     """The ``sorna.<name>`` packages a module imports (absolute imports; relative ones stay
     inside its own package), each mapped to whether every such import is guarded."""
@@ -98,6 +107,14 @@ def sorna_imports(path: Path) -> dict[str, bool]:
             parts = module.split(".")
             if parts[0] == "sorna" and len(parts) > 1:
                 found[parts[1]] = found.get(parts[1], True) and guarded
+        if isinstance(node, ast.If) and _type_checking(node):
+            # Imports for type checking only never run: like a guarded import, the package
+            # may come from an extra.
+            for child in node.body:
+                visit(child, True)
+            for child in node.orelse:
+                visit(child, guarded)
+            return
         if isinstance(node, ast.Try) and _guarded(node):
             for child in node.body:
                 visit(child, True)
@@ -161,3 +178,25 @@ def test_every_component_is_found() -> None:
         "singlepc": "sorna",
     }
     assert {k: owner.get(k) for k in expected} == expected
+
+
+def test_the_guards_are_read_as_guards(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import sorna.common\n"
+        "if TYPE_CHECKING:\n"
+        "    from sorna.agent.agent import Agent\n"
+        "def f():\n"
+        "    try:\n"
+        "        import sorna.media\n"
+        "    except ImportError:\n"
+        "        raise RuntimeError('no media')\n"
+        "    import sorna.client\n"
+    )
+    assert sorna_imports(module) == {
+        "common": False,
+        "agent": True,
+        "media": True,
+        "client": False,
+    }

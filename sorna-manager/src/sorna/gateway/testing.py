@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 VERSION = "v2.20170315"
 
+_NEEDS_AGENT = "test agents need sorna-agent: pip install 'sorna-manager[test]'"
+
 
 class GatewayTestServer(TestServer):
     """aiohttp's TestServer, running the app as ``sorna-manager serve`` does
@@ -176,7 +178,10 @@ async def start_gateway(settings: ManagerSettings, session: aiohttp.ClientSessio
 def agent_settings(*, redis_url: str, scratch_root: Path, **overrides: Any) -> AgentSettings:
     """The settings of a test agent: a fresh id, a free loopback RPC port, the local backend,
     quick heartbeats, flushes and stats, then ``overrides`` (fields of ``AgentSettings``)."""
-    from sorna.agent.config import AgentSettings
+    try:
+        from sorna.agent.config import AgentSettings
+    except ImportError as e:
+        raise RuntimeError(_NEEDS_AGENT) from e
 
     fields: dict[str, Any] = {
         "agent_id": f"test-{uuid.uuid4().hex[:8]}",
@@ -195,7 +200,10 @@ def agent_settings(*, redis_url: str, scratch_root: Path, **overrides: Any) -> A
 
 async def start_agent(settings: AgentSettings) -> Agent:
     """An agent running in this event loop; ``await agent.close()`` stops it."""
-    from sorna.agent.agent import Agent
+    try:
+        from sorna.agent.agent import Agent
+    except ImportError as e:
+        raise RuntimeError(_NEEDS_AGENT) from e
 
     agent = Agent(settings=settings)
     await agent.start()

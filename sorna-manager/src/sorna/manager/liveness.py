@@ -19,6 +19,7 @@ import logging
 
 from sorna.common.errors import RPCPeerRestarted
 from sorna.common.ids import AgentId
+from sorna.common.keys import AgentField
 from sorna.common.messages import Empty
 from sorna.common.types import AgentStatus, TerminationReason
 from sorna.manager.kernels import KernelManager
@@ -60,8 +61,8 @@ class LivenessChecker:
         await self.registry.refresh_index(agents)
 
     async def check(self, info: AgentInfo) -> None:
-        addr = info.fields.get("addr", "")
-        gone = info.fields.get("status") == AgentStatus.TERMINATED
+        addr = info.fields.get(AgentField.ADDR, "")
+        gone = info.fields.get(AgentField.STATUS) == AgentStatus.TERMINATED
         if not info.alive and not info.lost:
             if await self.registry.mark_lost(info.agent_id):
                 log.warning("agent %s (%s) lost: no heartbeat", info.agent_id, addr)
@@ -80,7 +81,7 @@ class LivenessChecker:
 
     async def check_boot(self, info: AgentInfo) -> None:
         """Notice a new process of the agent: fail calls to the old one, settle what it lost."""
-        boot, addr = info.boot_id, info.fields.get("addr", "")
+        boot, addr = info.boot_id, info.fields.get(AgentField.ADDR, "")
         if not boot:
             return
         seen = self._boots.get(info.agent_id)
@@ -111,7 +112,7 @@ class LivenessChecker:
         """
         try:
             started = datetime.datetime.fromtimestamp(
-                float(info.fields.get("started_at") or 0), datetime.UTC
+                float(info.fields.get(AgentField.STARTED_AT) or 0), datetime.UTC
             )
         except (ValueError, OverflowError):
             return 0
