@@ -14,17 +14,25 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sorna.common import constants as C
-from sorna.common.langs import CANONICAL_LANGS, image_name
+from sorna.common.langs import image_name
 from sorna.repl import imagebuild
 from sorna.repl.client import ReplClient
 from sorna.repl.container import DEFAULT_PIDS_LIMIT, DEFAULT_TMP_SIZE_MIB
 from sorna.repl.dockerkernel import docker_kernel
+from sorna.repl.kernelspec import kernel_specs
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+#: Every language: the folders of sorna-repl/kernels.
+LANGS = tuple(kernel_specs())
+#: The tag of the images built and tested here (a branch's own builds keep ``latest`` alone).
+TAG = os.environ.get("SORNA_TEST_IMAGE_TAG", "latest")
+IMAGES = {lang: image_name(lang, TAG) for lang in LANGS}
 
 
 def _engine_answers() -> bool:
@@ -48,9 +56,9 @@ def docker_engine() -> None:
 def kernel_images(docker_engine: None) -> dict[str, str | None]:
     """Build every kernel image once per session; map lang -> build error (None if built)."""
     errors: dict[str, str | None] = {}
-    for lang in CANONICAL_LANGS:
+    for lang in LANGS:
         try:
-            asyncio.run(imagebuild.build_images([lang], progress=lambda line: None))
+            asyncio.run(imagebuild.build_images([lang], progress=lambda line: None, tag=TAG))
             errors[lang] = None
         except imagebuild.ImageBuildError as e:
             errors[lang] = str(e)
@@ -61,7 +69,7 @@ def need_image(kernel_images: dict[str, str | None], lang: str) -> str:
     error = kernel_images[lang]
     if error is not None:
         pytest.fail(f"image for {lang} could not be built: {error}")
-    return image_name(lang)
+    return image_name(lang, TAG)
 
 
 def inspect(ref: str) -> dict[str, object]:
@@ -75,15 +83,18 @@ def inspect(ref: str) -> dict[str, object]:
 # -- images ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("lang", CANONICAL_LANGS)
+@pytest.mark.parametrize("lang", LANGS)
 def test_image_has_every_label(kernel_images: dict[str, str | None], lang: str) -> None:
     config = inspect(need_image(kernel_images, lang))["Config"]
     assert isinstance(config, dict)
     labels = config["Labels"]
-    spec = imagebuild.KERNEL_SPECS[lang]
+    spec = kernel_specs()[lang]
     expected = {
         C.LABEL_VERSION: "2",
         C.LABEL_LANG: lang,
+        C.LABEL_ALIASES: " ".join(spec.aliases),
+        C.LABEL_DISPLAY_NAME: spec.display_name,
+        C.LABEL_MAXDISK: spec.maxdisk,
         C.LABEL_MAXMEM: spec.maxmem,
         C.LABEL_MAXCORES: str(spec.maxcores),
         C.LABEL_TIMEOUT: str(spec.timeout),
@@ -101,7 +112,7 @@ def test_image_has_every_label(kernel_images: dict[str, str | None], lang: str) 
     assert cmd[3] == "--"
 
 
-@pytest.mark.parametrize("lang", CANONICAL_LANGS)
+@pytest.mark.parametrize("lang", LANGS)
 def test_image_layout(kernel_images: dict[str, str | None], lang: str) -> None:
     """Jail, runner package, policy and daemon in place; /home/work owned by `work`.
 
@@ -109,7 +120,7 @@ def test_image_layout(kernel_images: dict[str, str | None], lang: str) -> None:
     code), and none of sorna.repl's host-side modules.
     """
     ref = need_image(kernel_images, lang)
-    daemon = imagebuild.KERNEL_SPECS[lang].daemon
+    daemon = kernel_specs()[lang].daemon
     script = (
         f"test -x {C.KERNEL_JAIL_PATH} && test -f /home/sorna/sorna/repl/protocol.py "
         f"&& test -f {C.KERNEL_POLICY_PATH} && test -f /home/sorna/{daemon} "
@@ -130,6 +141,30 @@ def test_image_layout(kernel_images: dict[str, str | None], lang: str) -> None:
     assert proc.stdout.split() == ["constants.py", "work", str(C.KERNEL_WORK_UID), "work"]
 
 
+@pytest.mark.parametrize("lang", LANGS)
+def test_image_policy_is_the_base_policy_with_the_specs_diff(
+    kernel_images: dict[str, str | None], lang: str
+) -> None:
+    """The policy the jail reads in the image is the one made from base.toml + kernel.toml
+    (list order aside: the jail allows what any glob matches)."""
+    ref = need_image(kernel_images, lang)
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--network=none", "--entrypoint=cat", ref, C.KERNEL_POLICY_PATH],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert unordered(json.loads(proc.stdout)) == unordered(dict(kernel_specs()[lang].policy))
+
+
+def unordered(policy: dict[str, Any]) -> dict[str, Any]:
+    """A jail policy with its lists as sets."""
+    out = {k: frozenset(v) if isinstance(v, list) else v for k, v in policy.items()}
+    out["path_rules"] = {k: frozenset(v) for k, v in policy["path_rules"].items()}
+    return out
+
+
 def test_changed_daemon_rebuilds_only_its_layer(
     kernel_images: dict[str, str | None], tmp_path: Path
 ) -> None:
@@ -139,7 +174,7 @@ def test_changed_daemon_rebuilds_only_its_layer(
     shutil.copytree(imagebuild.kernels_dir() / "nodejs", src)
     with (src / "run.js").open("a") as f:
         f.write(f"// changed by {__name__}\n")
-    spec = imagebuild.KERNEL_SPECS["nodejs"]
+    spec = kernel_specs()["nodejs"]
     tag = f"layer-test-{os.getpid()}"
     try:
         base = asyncio.run(imagebuild.ensure_base(lambda line: None))
@@ -167,7 +202,7 @@ async def python_kernel(
     kernel_images: dict[str, str | None], tmp_path: Path
 ) -> AsyncIterator[ReplClient]:
     need_image(kernel_images, "python3")
-    async with docker_kernel("python3", workdir=tmp_path) as client:
+    async with docker_kernel("python3", workdir=tmp_path, image=IMAGES["python3"]) as client:
         yield client
 
 
@@ -176,7 +211,7 @@ async def node_kernel(
     kernel_images: dict[str, str | None], tmp_path: Path
 ) -> AsyncIterator[ReplClient]:
     need_image(kernel_images, "nodejs")
-    async with docker_kernel("nodejs", workdir=tmp_path) as client:
+    async with docker_kernel("nodejs", workdir=tmp_path, image=IMAGES["nodejs"]) as client:
         yield client
 
 
@@ -304,7 +339,7 @@ async def test_workdir_is_writable_and_root_fs_is_not(
     kernel_images: dict[str, str | None], tmp_path: Path
 ) -> None:
     need_image(kernel_images, "nodejs")
-    async with docker_kernel("nodejs", workdir=tmp_path) as kernel:
+    async with docker_kernel("nodejs", workdir=tmp_path, image=IMAGES["nodejs"]) as kernel:
         result = await kernel.run_code(
             "const fs = require('fs');\n"
             "fs.writeFileSync('/home/work/out.txt', 'from the kernel');\n"
@@ -322,7 +357,7 @@ async def test_container_and_ipc_dir_removed_on_error(
 ) -> None:
     need_image(kernel_images, "nodejs")
     with pytest.raises(RuntimeError, match="boom"):
-        async with docker_kernel("nodejs", workdir=tmp_path) as kernel:
+        async with docker_kernel("nodejs", workdir=tmp_path, image=IMAGES["nodejs"]) as kernel:
             ipc_dir = kernel.input_addr.removeprefix("ipc://").rsplit("/", 1)[0]
             raise RuntimeError("boom")
     assert not await asyncio.to_thread(Path(ipc_dir).exists)
@@ -412,7 +447,7 @@ async def test_nodejs_batch_exec_main_js(
 ) -> None:
     need_image(kernel_images, "nodejs")
     (tmp_path / "main.js").write_text("console.log('batch', 1 + 1)\n")
-    async with docker_kernel("nodejs", workdir=tmp_path) as kernel:
+    async with docker_kernel("nodejs", workdir=tmp_path, image=IMAGES["nodejs"]) as kernel:
         build = await kernel.build("*")
         assert build.ops[-1] == "build-finished"
         result = await kernel.exec("*")

@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 from sorna.common import constants as C
-from sorna.common.langs import CANONICAL_LANGS
 from sorna.repl import imagebuild, paths, protocol
+from sorna.repl.kernelspec import kernel_specs
+
+#: Every language: the folders of sorna-repl/kernels.
+LANGS = tuple(kernel_specs())
 
 #: Third-party modules the images install for the runtime (Debian's python3-zmq).
 RUNTIME_THIRD_PARTY = frozenset({"zmq"})
@@ -55,13 +58,13 @@ def _missing(ctx: Path, module: str, names: list[str]) -> list[str]:
     return [] if target.with_suffix(".py").is_file() else [module]
 
 
-@pytest.mark.parametrize("lang", CANONICAL_LANGS)
+@pytest.mark.parametrize("lang", LANGS)
 def test_image_runtime_imports_only_what_the_image_holds(lang: str, tmp_path: Path) -> None:
     jail = tmp_path / "jail-binary"
     jail.write_bytes(b"")
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    imagebuild.assemble_context(imagebuild.KERNEL_SPECS[lang], ctx, jail)
+    imagebuild.assemble_context(kernel_specs()[lang], ctx, jail)
     assert sorted(p.name for p in (ctx / "sorna" / "common").iterdir()) == ["constants.py"]
     for host_only in ("imagebuild.py", "dockerkernel.py", "container.py"):
         assert not (ctx / "sorna" / "repl" / host_only).exists()
@@ -88,10 +91,10 @@ def test_nodejs_daemon_defaults_are_the_repl_ports() -> None:
     assert defaults[protocol.ENV_OUTPUT_ADDR] == protocol.DEFAULT_OUTPUT_ADDR
 
 
-@pytest.mark.parametrize("lang", CANONICAL_LANGS)
+@pytest.mark.parametrize("lang", LANGS)
 def test_kernel_folder_agrees_with_the_kernel_layout(lang: str) -> None:
-    folder = paths.KERNELS_DIR / lang
-    policy = json.loads((folder / "policy.json").read_text())
+    spec = kernel_specs()[lang]
+    policy = spec.policy
     rules = policy["path_rules"]
     assert {f"{C.KERNEL_WORK_DIR}/**", f"{C.KERNEL_IPC_DIR}/**"} <= set(rules["write"])
     assert f"{C.KERNEL_WORK_DIR}/**" in rules["exec"]
@@ -99,7 +102,7 @@ def test_kernel_folder_agrees_with_the_kernel_layout(lang: str) -> None:
     assert envs["HOME"] == C.KERNEL_WORK_DIR
     assert envs.get("PYTHONPATH", C.KERNEL_SORNA_DIR) == C.KERNEL_SORNA_DIR
 
-    dockerfile = (folder / "Dockerfile").read_text()
+    dockerfile = imagebuild.render_dockerfile(spec)
     lines = dockerfile.splitlines()
     assert f"ARG WORK_UID={C.KERNEL_WORK_UID}" in lines
     assert f"--home-dir {C.KERNEL_WORK_DIR} " in dockerfile
@@ -108,7 +111,7 @@ def test_kernel_folder_agrees_with_the_kernel_layout(lang: str) -> None:
     assert f"COPY sorna {C.KERNEL_SORNA_DIR}/sorna" in lines
     cmd = json.loads(next(ln for ln in lines if ln.startswith("CMD ")).removeprefix("CMD "))
     assert cmd[:4] == [C.KERNEL_JAIL_PATH, "-policy", C.KERNEL_POLICY_PATH, "--"]
-    assert cmd[-1] == f"{C.KERNEL_SORNA_DIR}/{imagebuild.KERNEL_SPECS[lang].daemon}"
+    assert cmd[-1] == f"{C.KERNEL_SORNA_DIR}/{spec.daemon}"
 
 
 def test_jail_default_policy_agrees_with_the_kernel_layout() -> None:

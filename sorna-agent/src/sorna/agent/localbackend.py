@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sorna.common.ids import KernelId
-from sorna.common.langs import CANONICAL_LANGS
 from sorna.common.messages import KernelUsage
 from sorna.common.types import TerminationReason
 from sorna.repl.client import ReplClient
-from sorna.repl.imagebuild import KERNEL_SPECS
+from sorna.repl.kernelspec import kernel_specs
 from sorna.repl.localkernel import LocalKernelError, daemon_argv, local_kernel
 from sorna.repl.runner import descendants
 
@@ -163,12 +162,12 @@ class LocalBackend(KernelBackend):
 
     async def images(self) -> dict[str, ImageInfo]:
         found: dict[str, ImageInfo] = {}
-        for lang in CANONICAL_LANGS:
+        for lang, spec in kernel_specs().items():
             try:
                 daemon_argv(lang)
             except LocalKernelError:
                 continue
-            info = ImageInfo.from_labels(f"local:{lang}", KERNEL_SPECS[lang].labels())
+            info = ImageInfo.from_labels(f"local:{lang}", spec.labels())
             if info is not None:
                 found[lang] = info
         return found

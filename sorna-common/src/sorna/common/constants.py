@@ -39,6 +39,9 @@ LABEL_TIMEOUT: Final = "io.sorna.timeout"
 LABEL_MAXDISK: Final = "io.sorna.maxdisk"
 LABEL_FEATURES: Final = "io.sorna.features"
 LABEL_ENVS_CORECOUNT: Final = "io.sorna.envs.corecount"
+#: The language's other names (space-separated) and its name for people, from its kernel.toml.
+LABEL_ALIASES: Final = "io.sorna.aliases"
+LABEL_DISPLAY_NAME: Final = "io.sorna.display-name"
 #: A kernel's disk cap (its /home/work) where the image has no io.sorna.maxdisk label.
 DEFAULT_MAXDISK: Final = "1g"
 

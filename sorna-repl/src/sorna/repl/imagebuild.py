@@ -1,21 +1,22 @@
 """Build the kernel images ``sorna/kernel-<lang>:latest`` (``python -m sorna.repl.imagebuild``).
 
-Runs on the host (where ``sorna.common`` is installed), never inside an image. Each image is
-built from ``sorna-repl/kernels/<lang>/Dockerfile`` on top of a base image:
+Runs on the host (where ``sorna.common`` is installed), never inside an image. Every image is
+built from the one ``sorna-repl/kernels/Dockerfile.template``, filled in from the language's
+``kernels/<lang>/kernel.toml`` (:mod:`sorna.repl.kernelspec`), on top of a base image:
 
-* ``debian:bookworm-slim`` when the engine already has it; the Dockerfile's first ``RUN`` then
+* ``debian:bookworm-slim`` when the engine already has it; the template's first ``RUN`` then
   installs the language's Debian packages (that step needs network during the build);
 * otherwise ``sorna/base:bookworm``, which this tool makes once with ``debootstrap
   --variant=minbase`` plus ``apt-get`` in a chroot and ``docker import`` (no registry needed),
-  with every language's packages already inside so the per-language layers stay small and the
-  builds need no network. The base is cached and rebuilt only when its package list changes
-  or ``--rebuild-base`` is given.
+  with the packages of ``kernels/base.toml`` inside; each language's layer installs what the
+  base lacks. The base is cached and rebuilt only when its package list changes or
+  ``--rebuild-base`` is given.
 
 The build context is assembled in a temporary directory: the jail binary, the runner package
 (``sorna.repl`` without its host-side modules, and ``sorna.common.constants``, the one module
-of ``sorna.common`` the runtime reads), the language's policy and daemon. The Dockerfile
-copies them in that order, so that a changed daemon rebuilds only its own layer. The
-``io.sorna.*`` labels come from :data:`KERNEL_SPECS`.
+of ``sorna.common`` the runtime reads), the language's policy (base.toml's policy with the
+spec's diff) and daemon. The Dockerfile copies them in that order, so that a changed daemon
+rebuilds only its own layer. The ``io.sorna.*`` labels come from the spec.
 
 Errors: :class:`ImageBuildError` (one line, printed as ``error: ...`` by the CLI).
 """
@@ -35,14 +36,14 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 from sorna.common import constants as C
-from sorna.common.langs import CANONICAL_LANGS, image_name, resolve_lang
-from sorna.repl import paths
+from sorna.common.langs import image_name
+from sorna.repl import kernelspec, paths
+from sorna.repl.kernelspec import KernelSpec, KernelSpecError
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,12 @@ BASE_PACKAGES_LABEL: Final = "io.sorna.base.packages"
 #: Debian suite of every base.
 SUITE: Final = "bookworm"
 DEFAULT_MIRROR: Final = "http://deb.debian.org/debian"
-#: What every image needs: the runner library runs on Debian's python3 and pyzmq.
-COMMON_PACKAGES: Final = ("python3", "python3-zmq")
-
 #: Modules of sorna.repl that run on the host only, never copied into an image (they import
 #: sorna.common beyond its constants, and aiodocker).
 HOST_ONLY_MODULES: Final = ("imagebuild*.py", "dockerkernel.py", "container.py")
 
-#: The sorna-media packages the python3 image ships (drawings, display, matplotlib backend).
-MEDIA_LIBRARIES: Final = ("types", "drawing", "display", "matplotlib")
+#: The one Dockerfile of every kernel image, beside the language folders.
+TEMPLATE_FILE: Final = "Dockerfile.template"
 
 ProgressFn = Callable[[str], None]
 
@@ -72,69 +70,10 @@ class ImageBuildError(Exception):
     """An image could not be built; the message is one line meant for the user."""
 
 
-@dataclass(frozen=True, slots=True)
-class KernelSpec:
-    """What a kernel image holds and the defaults its labels advertise."""
-
-    lang: str
-    packages: tuple[str, ...]
-    maxmem: str = "256m"
-    maxcores: int = 1
-    timeout: int = 30
-    maxdisk: str = C.DEFAULT_MAXDISK
-    features: tuple[str, ...] = ("query", "batch", "user-input")
-    corecount_envs: tuple[str, ...] = ()
-    #: The daemon file copied from ``kernels/<lang>/`` into /home/sorna.
-    daemon: str = "run.py"
-    #: ``sorna.*`` packages of other components copied beside the runner (importable in the
-    #: kernel through PYTHONPATH=/home/sorna), e.g. the sorna-media library for python3.
-    libraries: tuple[str, ...] = ()
-
-    def labels(self) -> dict[str, str]:
-        """The ``io.sorna.*`` labels of PROTOCOLS.md section 4."""
-        return {
-            C.LABEL_VERSION: str(C.REPL_PROTOCOL_VERSION),
-            C.LABEL_LANG: self.lang,
-            C.LABEL_MAXMEM: self.maxmem,
-            C.LABEL_MAXCORES: str(self.maxcores),
-            C.LABEL_TIMEOUT: str(self.timeout),
-            C.LABEL_MAXDISK: self.maxdisk,
-            C.LABEL_FEATURES: " ".join(self.features),
-            C.LABEL_ENVS_CORECOUNT: ",".join(self.corecount_envs),
-        }
-
-
-#: One spec per canonical language (sorna.common.langs.CANONICAL_LANGS).
-KERNEL_SPECS: Final = {
-    spec.lang: spec
-    for spec in (
-        KernelSpec(
-            "python3",
-            packages=(),
-            corecount_envs=("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NPROC"),
-            # numpy, pandas, matplotlib and PIL come from the python3 Dockerfile's own apt step.
-            libraries=MEDIA_LIBRARIES,
-        ),
-        KernelSpec("nodejs", packages=("nodejs",), daemon="run.js", corecount_envs=("NPROC",)),
-        KernelSpec("c", packages=("gcc", "libc6-dev", "make"), corecount_envs=("NPROC",)),
-        KernelSpec("cpp", packages=("g++", "libc6-dev", "make"), corecount_envs=("NPROC",)),
-        KernelSpec(
-            "shell",
-            packages=("bash", "git", "procps"),
-            features=("query", "batch", "user-input", "tty"),
-            corecount_envs=("NPROC",),
-        ),
-    )
-}
-assert set(KERNEL_SPECS) == set(CANONICAL_LANGS), "one KernelSpec per canonical language"
-
-
 def base_packages() -> list[str]:
-    """Every package of every language, sorted: the content of SORNA_BASE."""
-    pkgs = set(COMMON_PACKAGES)
-    for spec in KERNEL_SPECS.values():
-        pkgs.update(spec.packages)
-    return sorted(pkgs)
+    """The packages of SORNA_BASE (base.toml: the runner's and the preinstalled), sorted."""
+    base = kernelspec.base_spec()
+    return sorted({*base.runner_packages, *base.preinstalled_packages})
 
 
 def base_packages_digest() -> str:
@@ -363,14 +302,19 @@ def _jail_binary() -> Path:
 def assemble_context(spec: KernelSpec, ctx: Path, jail: Path, src: Path | None = None) -> None:
     """Lay out a build context for ``spec`` in the empty folder ``ctx``.
 
-    ``src`` is the language's kernel folder (default ``sorna-repl/kernels/<lang>``).
+    ``src`` is the language's kernel folder (default: the spec's own). The context holds the
+    Dockerfile rendered from the template, the folder as ``kernel/`` with the policy made from
+    base + diff as ``kernel/policy.json``, the jail and the runner package.
     """
-    src = src or kernels_dir() / spec.lang
-    for name in ("Dockerfile", "policy.json", spec.daemon):
+    src = src or spec.folder
+    for name in (spec.daemon, *spec.files):
         if not (src / name).is_file():
             raise ImageBuildError(f"{spec.lang}: missing {src / name}")
-    shutil.copytree(src, ctx / "kernel", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy2(ctx / "kernel" / "Dockerfile", ctx / "Dockerfile")
+    shutil.copytree(
+        src, ctx / "kernel", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "policy.json")
+    )
+    (ctx / "kernel" / "policy.json").write_text(json.dumps(spec.policy, indent=2) + "\n")
+    (ctx / "Dockerfile").write_text(render_dockerfile(spec))
     (ctx / "kernel" / "examples").mkdir(exist_ok=True)
     shutil.copy2(jail, ctx / "jail")
     (ctx / "jail").chmod(0o755)
@@ -393,6 +337,38 @@ def assemble_context(spec: KernelSpec, ctx: Path, jail: Path, src: Path | None =
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
     (ctx / ".dockerignore").write_text("**/__pycache__\n")
+
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def render_dockerfile(spec: KernelSpec, template: Path | None = None) -> str:
+    """The Dockerfile of ``spec``: the one template with the spec's parts filled in."""
+    path = template or spec.folder.parent / TEMPLATE_FILE
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ImageBuildError(f"cannot read the Dockerfile template {path}: {e.strerror}") from None
+    env = "".join(f" \\\n    {key}={json.dumps(value)}" for key, value in spec.env.items())
+    daemon = f"{C.KERNEL_SORNA_DIR}/{spec.daemon}"
+    values = {
+        "env": env,
+        "check": f" \\\n    && {spec.check}" if spec.check else "",
+        "files": "".join(
+            f"COPY kernel/{name} {C.KERNEL_SORNA_DIR}/{name}\n" for name in spec.files
+        ),
+        "daemon": spec.daemon,
+        "cmd": json.dumps(
+            [C.KERNEL_JAIL_PATH, "-policy", C.KERNEL_POLICY_PATH, "--", spec.interpreter, daemon]
+        ),
+    }
+
+    def fill(match: re.Match[str]) -> str:
+        if match.group(1) not in values:
+            raise ImageBuildError(f"{path}: unknown placeholder {match.group(0)}")
+        return values[match.group(1)]
+
+    return _PLACEHOLDER.sub(fill, text)
 
 
 def constants_module() -> Path:
@@ -445,7 +421,8 @@ async def build_image(
         assemble_context(spec, ctx, jail, src)
         args = ["docker", "build", "--tag", ref, "--build-arg", f"BASE_IMAGE={base}"]
         args += ["--build-arg", f"WORK_UID={C.KERNEL_WORK_UID}"]
-        args += ["--build-arg", f"PACKAGES={' '.join((*COMMON_PACKAGES, *spec.packages))}"]
+        packages = (*kernelspec.base_spec(spec.folder.parent).runner_packages, *spec.packages)
+        args += ["--build-arg", f"PACKAGES={' '.join(packages)}"]
         for key, value in spec.labels().items():
             args += ["--label", f"{key}={value}"]
         args.append(str(ctx))
@@ -474,17 +451,27 @@ async def build_images(
     *,
     rebuild_base: bool = False,
     progress: ProgressFn | None = None,
+    tag: str = "latest",
 ) -> dict[str, float]:
     """Build the kernel images of ``langs`` (canonical names); return seconds per image."""
     say = progress or (lambda line: log.info("%s", line))
+    specs = _specs()
     await check_engine()
     base = await ensure_base(say, rebuild=rebuild_base)
     took: dict[str, float] = {}
     for i, lang in enumerate(langs, 1):
-        say(f"[{i}/{len(langs)}] {image_name(lang)}")
-        took[lang] = await build_image(KERNEL_SPECS[lang], base, lambda ln: say(f"    {ln}"))
-        say(f"[{i}/{len(langs)}] {image_name(lang)} built in {took[lang]:.1f}s")
+        ref = image_name(lang, tag)
+        say(f"[{i}/{len(langs)}] {ref}")
+        took[lang] = await build_image(specs[lang], base, lambda ln: say(f"    {ln}"), tag=tag)
+        say(f"[{i}/{len(langs)}] {ref} built in {took[lang]:.1f}s")
     return took
+
+
+def _specs() -> Mapping[str, KernelSpec]:
+    try:
+        return kernelspec.kernel_specs()
+    except KernelSpecError as e:
+        raise ImageBuildError(str(e)) from None
 
 
 async def missing_images(langs: Sequence[str]) -> list[str]:
@@ -496,13 +483,14 @@ async def missing_images(langs: Sequence[str]) -> list[str]:
 
 
 def _parse_langs(names: Sequence[str], all_: bool) -> list[str]:
+    specs = _specs()
     if all_ or not names:
-        return list(CANONICAL_LANGS)
+        return list(specs)
     langs: list[str] = []
     for name in names:
-        lang = resolve_lang(name)
+        lang = kernelspec.resolve(name, specs)
         if lang is None:
-            known = ", ".join(CANONICAL_LANGS)
+            known = ", ".join(specs)
             raise ImageBuildError(f"unknown language {name!r} (known: {known})")
         if lang not in langs:
             langs.append(lang)
@@ -522,7 +510,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "langs",
         nargs="*",
         metavar="LANG",
-        help=f"languages or aliases to build (default: all of {', '.join(CANONICAL_LANGS)})",
+        help="languages or aliases to build (default: every folder of sorna-repl/kernels/)",
+    )
+    parser.add_argument(
+        "--tag",
+        default="latest",
+        help="tag of the images built (default: latest), e.g. a test build's own",
     )
     parser.add_argument("--all", action="store_true", help="build every language")
     parser.add_argument(
@@ -536,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         langs = _parse_langs(args.langs, args.all)
         t0 = time.monotonic()
-        asyncio.run(build_images(langs, rebuild_base=args.rebuild_base, progress=say))
+        asyncio.run(build_images(langs, rebuild_base=args.rebuild_base, progress=say, tag=args.tag))
     except ImageBuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

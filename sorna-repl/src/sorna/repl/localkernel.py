@@ -31,6 +31,7 @@ from sorna.common.constants import REPL_INPUT_IPC_NAME, REPL_OUTPUT_IPC_NAME
 
 from . import paths
 from .client import ReplClient
+from .kernelspec import kernel_specs
 from .protocol import ENV_INPUT_ADDR, ENV_OUTPUT_ADDR, ENV_OUTPUT_LIMIT
 from .runner import descendants
 
@@ -90,7 +91,8 @@ def local_policy(
 
     ``read`` replaces the policy's read rules (a sandbox passes the folders it shows).
     """
-    policy: dict[str, Any] = json.loads((KERNELS_DIR / lang / "policy.json").read_text())
+    # A deep copy: the spec's policy is shared, read-only data.
+    policy: dict[str, Any] = json.loads(json.dumps(kernel_specs(KERNELS_DIR)[lang].policy))
     rules = policy.setdefault("path_rules", {})
     if read is not None:
         rules["read"] = list(read)
