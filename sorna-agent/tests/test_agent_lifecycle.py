@@ -14,6 +14,8 @@ import pytest
 from sorna.common import messages as msg
 from sorna.common.constants import KERNEL_CONTAINER_PREFIX
 from sorna.common.keys import RedisKeys
+from sorna.common.langs import decode_aliases, decode_list
+from sorna.repl.kernelspec import kernel_specs
 
 pytestmark = pytest.mark.docker
 KEYS = RedisKeys()
@@ -76,6 +78,25 @@ async def test_reset_destroys_everything(make_agent, rpc) -> None:
     result = await client.call(msg.RESET.name, {})
     assert sorted(result["destroyed"]) == ["x", "y"]
     assert agent.kernel_ids == []
+
+
+async def test_registry_entry_names_the_languages_and_their_aliases(make_agent, rpc, redis) -> None:
+    """The agent publishes what a gateway resolves names against: the languages of its images,
+    the known ones (kernel folders) it has no image of, and every alias of them."""
+    agent = await make_agent(backend="local")
+    raw = await redis.hgetall(KEYS.agent(agent.agent_id))
+    entry = {k.decode(): v.decode() for k, v in raw.items()}
+    served = set(decode_list(entry["langs"]))
+    unbuilt = set(decode_list(entry["unbuilt_langs"]))
+    specs = kernel_specs()
+    assert "python3" in served and served | unbuilt == set(specs) and not served & unbuilt
+    aliases = decode_aliases(entry["aliases"])
+    assert aliases == {a: lang for lang, spec in specs.items() for a in spec.aliases}
+    client_lang = next(iter(specs["python3"].aliases))
+    created = await rpc(agent).call(
+        msg.CREATE_KERNEL.name, {"kernel_id": "k", "lang": client_lang.upper(), "owner": "AK"}
+    )
+    assert created["lang"] == "python3"
 
 
 async def test_heartbeats_keep_the_alive_key(make_agent, rpc, redis, events) -> None:

@@ -12,7 +12,7 @@ from sorna.common import codec
 from sorna.common.errors import CodecError
 from sorna.common.ids import KernelId, new_agent_id, new_kernel_id, new_run_id
 from sorna.common.keys import RedisKeys
-from sorna.common.langs import CANONICAL_LANGS, image_name, resolve_lang
+from sorna.common.langs import LanguageOffer, decode_aliases, encode_aliases, image_name
 from sorna.common.logging import setup_logging
 from sorna.common.messages import (
     EVENT_NAMES,
@@ -67,12 +67,22 @@ def test_key_layout() -> None:
         RedisKeys("bad:ns")
 
 
-def test_language_aliases() -> None:
-    assert resolve_lang("Python") == "python3"
-    assert resolve_lang("node") == "nodejs"
-    assert resolve_lang("c++") == "cpp"
-    assert resolve_lang("cobol") is None
-    assert all(resolve_lang(name) == name for name in CANONICAL_LANGS)
+def test_language_offer_merges_agents_and_resolves_names() -> None:
+    """The aliases come from the agents' entries; a gateway holds no language table."""
+    one = {"py3": "python3", "Python": "python3"}
+    assert decode_aliases(encode_aliases(one)) == {"py3": "python3", "python": "python3"}
+    assert decode_aliases("py=python3,broken,=x,y=") == {"py": "python3"}
+    offer = LanguageOffer()
+    offer.add(["python3"], ["nodejs"], one)
+    offer.add(["shell"], [], {"bash": "shell"})
+    assert offer.resolve(" Python ") == "python3"
+    assert offer.resolve("BASH") == "shell"
+    assert offer.resolve("nodejs") == "nodejs"
+    assert offer.resolve("cobol") is None
+    assert offer.why_not("cobol") == "unknown language 'cobol' (served: python3, shell)"
+    assert "make image LANG=nodejs" in offer.why_not("nodejs")
+    assert "python -m sorna.repl.imagebuild nodejs" in offer.why_not("nodejs")
+    assert LanguageOffer().why_not("x") == "unknown language 'x' (served: none)"
     assert image_name("python3") == "sorna/kernel-python3:latest"
 
 

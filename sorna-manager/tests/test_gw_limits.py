@@ -23,6 +23,7 @@ async def put_agent(
     agent_id: str,
     *,
     langs: str = "python3",
+    aliases: str = "py=python3,py3=python3,python=python3",
     max_kernels: int = 4,
     alive: bool = True,
     addr: str = "tcp://127.0.0.1:0",  # no agent is ever called there
@@ -42,6 +43,7 @@ async def put_agent(
             "used_mem_slots": 0,
             "used_cpu_slots": 0,
             "langs": langs,
+            "aliases": aliases,
             "started_at": time.time(),
             "last_heartbeat": time.time(),
             "status": "alive",
@@ -68,7 +70,9 @@ async def test_rate_limit_n_plus_one_is_429(gateway: Gateway) -> None:
     assert (await other.json("GET", "/v2/authorize"))[0] == 200
 
 
-async def test_quota_exceeded_412(gateway: Gateway) -> None:
+async def test_quota_exceeded_412(gateway: Gateway, redis: Redis) -> None:
+    # An agent offers the language: without one the gateway cannot tell it is one (404).
+    await put_agent(redis, "i-one")
     api = await gateway.api(concurrency_limit=0)
     status, body = await api.json(
         "POST", "/v2/kernel/create", {"lang": "python3", "clientSessionToken": "tok-1"}
@@ -91,6 +95,38 @@ async def test_unsupported_lang_and_no_room(gateway: Gateway, redis: Redis) -> N
     # Nothing was counted for the failed creations.
     kp = await gateway.app[K.KEYPAIRS].update(api.keypair.access_key)
     assert kp is not None and kp.concurrency_used == 0
+
+
+async def test_languages_and_aliases_come_from_the_agents(gateway: Gateway, redis: Redis) -> None:
+    """The gateway resolves names against the live agents' entries alone: an alias an agent
+    publishes works, an unknown name lists what is served, and a language an agent knows (a
+    kernel folder) but has no image of says how to build it."""
+    api = await gateway.api()
+    await put_agent(redis, "i-one", langs="python3", aliases="snek=python3", max_kernels=0)
+    await redis.hset(KEYS.agent("i-one"), "unbuilt_langs", "nodejs")  # type: ignore[arg-type]
+    # "snek" is nobody's alias but this agent's: it resolves (and the agent is full: 503).
+    status, body = await api.json(
+        "POST", "/v2/kernel/create", {"lang": "SNEK", "clientSessionToken": "tok-1"}
+    )
+    assert status == 503 and body["type"] == PROB + "instance-not-available", body
+    status, body = await api.json(
+        "POST", "/v2/kernel/create", {"lang": "cobol", "clientSessionToken": "tok-1"}
+    )
+    assert status == 404 and body["type"] == PROB + "unsupported-lang"
+    assert body["languages"] == ["python3"]
+    assert "unknown language 'cobol'" in body["detail"] and "python3" in body["detail"]
+    status, body = await api.json(
+        "POST", "/v2/kernel/create", {"lang": "nodejs", "clientSessionToken": "tok-1"}
+    )
+    assert status == 404 and body["type"] == PROB + "unsupported-lang"
+    assert "make image LANG=nodejs" in body["detail"]
+    assert "python -m sorna.repl.imagebuild nodejs" in body["detail"]
+    # A dead agent's entry offers nothing.
+    await redis.delete(KEYS.agent_alive("i-one"))  # type: ignore[arg-type]
+    status, body = await api.json(
+        "POST", "/v2/kernel/create", {"lang": "snek", "clientSessionToken": "tok-1"}
+    )
+    assert status == 404 and body["languages"] == []
 
 
 @pytest.fixture

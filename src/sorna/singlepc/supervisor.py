@@ -352,14 +352,17 @@ class Supervisor:
 
     async def _ensure_images(self, backend: str, reason: str) -> tuple[str, str]:
         """Build the missing kernel images; fall back to the local backend if that fails."""
-        from sorna.common.langs import CANONICAL_LANGS, resolve_lang
-        from sorna.repl import imagebuild
+        from sorna.repl import imagebuild, kernelspec
 
+        try:
+            specs = kernelspec.kernel_specs()
+        except kernelspec.KernelSpecError as e:
+            raise SupervisorError(str(e)) from None
         langs: list[str] = []
         for name in self.settings.images:
-            lang = resolve_lang(name)
+            lang = kernelspec.resolve(name, specs)
             if lang is None:
-                known = ", ".join(CANONICAL_LANGS)
+                known = ", ".join(specs)
                 raise SupervisorError(f"unknown language {name!r} in --images (known: {known})")
             langs.append(lang)
         missing = await imagebuild.missing_images(langs)

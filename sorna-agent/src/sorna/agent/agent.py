@@ -15,7 +15,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from sorna.common.agentapi import AgentMethods
 from sorna.common.constants import REPL_OUTPUT_IPC_NAME
 from sorna.common.ids import AgentId, KernelId, new_boot_id
 from sorna.common.keys import RedisKeys
-from sorna.common.langs import resolve_lang
+from sorna.common.langs import LanguageOffer
 from sorna.common.messages import (
     CompletionParams,
     CompletionResult,
@@ -56,6 +56,7 @@ from sorna.common.messages import (
 )
 from sorna.common.rpc import RPCServer
 from sorna.common.types import AgentStatus, KernelStatus, TerminationReason
+from sorna.repl import kernelspec
 
 from .backend import KernelBackend, KernelSpec
 from .config import AgentSettings
@@ -113,6 +114,7 @@ class Agent:
         self._disks = DiskCaps(scratch_root=settings.scratch_root, work_root=self._work_root)
         self._kernels: dict[KernelId, Kernel] = {}
         self._images: dict[str, ImageInfo] = {}
+        self._known_specs = _known_specs()
         self._cores = CoreAllocator(settings.cores or list(range(os.cpu_count() or 1)))
         self._parts: Started | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -371,6 +373,7 @@ class Agent:
     def _load(self) -> Load:
         s = self.settings
         mem = s.mem_slots_mib or (os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) >> 20
+        offer = self._offer()
         return Load(
             num_kernels=len(self._kernels),
             mem_slots=mem,
@@ -379,7 +382,24 @@ class Agent:
             used_cpu_slots=self._cores.used,
             langs=tuple(sorted(self._images)),
             kernels=tuple(self._kernels),
+            unbuilt_langs=tuple(sorted(offer.unbuilt)),
+            aliases=offer.aliases,
         )
+
+    def _offer(self) -> LanguageOffer:
+        """The languages of this agent's images, the known ones it has none of, their aliases.
+
+        The known languages are the kernel folders of the sorna-repl installed beside the
+        agent, so that a gateway can tell "not built here" from "no such language". An image's
+        io.sorna.aliases label wins over the folder's (an image built before that label
+        existed still has its folder's aliases).
+        """
+        offer = LanguageOffer()
+        aliases = {a: lang for lang, spec in self._known_specs.items() for a in spec.aliases}
+        aliases.update({a: lang for lang, info in self._images.items() for a in info.aliases})
+        unbuilt = [lang for lang in self._known_specs if lang not in self._images]
+        offer.add(self._images, unbuilt, aliases)
+        return offer
 
     async def _heartbeat(self) -> None:
         registry = self.started.registry
@@ -531,9 +551,10 @@ class Agent:
     async def _create_kernel(self, params: CreateKernelParams) -> CreateKernelResult:
         parts = self.started
         backend = parts.backend
-        lang = resolve_lang(params.lang)
+        lang = self._offer().resolve(params.lang)
         if lang is not None and lang not in self._images:
-            self._images = await backend.images()
+            self._images = await backend.images()  # built since the last look
+            lang = self._offer().resolve(params.lang)
         image = self._images.get(lang) if lang else None
         if lang is None or image is None:
             raise UnsupportedLang(f"no kernel image for {params.lang!r} on {self.agent_id}")
@@ -666,3 +687,12 @@ async def _shut_down(pool: ThreadPoolExecutor) -> None:
 
 
 __all__ = ["Agent", "Started"]
+
+
+def _known_specs() -> Mapping[str, kernelspec.KernelSpec]:
+    """The kernel folders of the installed sorna-repl (none if they cannot be read)."""
+    try:
+        return kernelspec.kernel_specs()
+    except kernelspec.KernelSpecError as e:
+        log.warning("the kernel folders cannot be read, so no unbuilt language is offered: %s", e)
+        return {}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sorna.common.constants import (
     DEFAULT_MAXDISK,
+    LABEL_ALIASES,
     LABEL_ENVS_CORECOUNT,
     LABEL_FEATURES,
     LABEL_LANG,
@@ -47,6 +48,8 @@ class ImageInfo:
     features: tuple[str, ...] = ()
     corecount_envs: tuple[str, ...] = ()
     disk_kib: int = parse_size_kib(DEFAULT_MAXDISK)
+    #: The language's other names (its kernel.toml's, through the io.sorna.aliases label).
+    aliases: tuple[str, ...] = ()
 
     @classmethod
     def from_labels(cls, ref: str, labels: Mapping[str, str]) -> ImageInfo | None:
@@ -62,6 +65,7 @@ class ImageInfo:
                 cores=max(1, math.ceil(float(labels.get(LABEL_MAXCORES, "1")))),
                 exec_timeout_ms=int(float(labels.get(LABEL_TIMEOUT, "0")) * 1000),
                 features=tuple(labels.get(LABEL_FEATURES, "").split()),
+                aliases=tuple(labels.get(LABEL_ALIASES, "").split()),
                 disk_kib=parse_size_kib(labels.get(LABEL_MAXDISK, DEFAULT_MAXDISK)),
                 corecount_envs=tuple(
                     e.strip() for e in labels.get(LABEL_ENVS_CORECOUNT, "").split(",") if e.strip()

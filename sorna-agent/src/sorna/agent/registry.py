@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -19,6 +20,7 @@ from redis.asyncio import Redis
 from sorna.common.events import EventPublisher
 from sorna.common.ids import AgentId, KernelId
 from sorna.common.keys import FIELD_LIST_SEP, AgentField, RedisKeys
+from sorna.common.langs import encode_aliases
 from sorna.common.types import AgentStatus
 from sorna.common.wire import WireMessage
 
@@ -38,6 +40,9 @@ class Load:
     used_cpu_slots: int
     langs: tuple[str, ...]
     kernels: tuple[KernelId, ...] = field(default_factory=tuple)
+    #: Known languages without an image here, and ``{alias: language}`` of all of them.
+    unbuilt_langs: tuple[str, ...] = ()
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 class Registry:
@@ -85,6 +90,8 @@ class Registry:
             f.USED_MEM_SLOTS: load.used_mem_slots,
             f.USED_CPU_SLOTS: load.used_cpu_slots,
             f.LANGS: FIELD_LIST_SEP.join(load.langs),
+            f.UNBUILT_LANGS: FIELD_LIST_SEP.join(load.unbuilt_langs),
+            f.ALIASES: encode_aliases(load.aliases),
             f.KERNELS: FIELD_LIST_SEP.join(load.kernels),
             f.BOOT_ID: self._boot_id,
             f.HEARTBEAT_INTERVAL: self._interval,

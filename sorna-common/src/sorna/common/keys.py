@@ -24,6 +24,10 @@ class AgentField(StrEnum):
     USED_MEM_SLOTS = "used_mem_slots"
     USED_CPU_SLOTS = "used_cpu_slots"
     LANGS = "langs"
+    #: Known languages (kernel folders of the agent's sorna-repl) it has no image of.
+    UNBUILT_LANGS = "unbuilt_langs"
+    #: ``alias=lang`` pairs of the languages above (sorna.common.langs.encode_aliases).
+    ALIASES = "aliases"
     KERNELS = "kernels"
     BOOT_ID = "boot_id"
     HEARTBEAT_INTERVAL = "heartbeat_interval"

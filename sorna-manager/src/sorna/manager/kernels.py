@@ -30,7 +30,6 @@ from sorna.common.errors import (
     RPCTimeout,
 )
 from sorna.common.ids import AccessKey, AgentId, KernelId, RunId, new_kernel_id, new_run_id
-from sorna.common.langs import resolve_lang
 from sorna.common.messages import (
     CompletionParams,
     CreateKernelParams,
@@ -140,11 +139,15 @@ class KernelManager:
         limits: KernelLimits,
     ) -> tuple[KernelId, bool]:
         """Return the live kernel of (owner, lang, token), creating it if there is none."""
-        lang = resolve_lang(lang_name)
-        if lang is None:
-            raise UnsupportedLang(f"unknown language {lang_name!r}")
         if not TOKEN_RE.fullmatch(token):
             raise InvalidAPIParams("clientSessionToken must be 4-64 characters of [A-Za-z0-9._-]")
+        # The live agents' entries name the languages and aliases; the gateway has no table.
+        offer = await self.registry.offer()
+        lang = offer.resolve(lang_name)
+        if lang is None or lang not in offer.served:
+            if self.in_grace():
+                raise ServiceUnavailable("the agent registry is being rebuilt after start-up")
+            raise UnsupportedLang(offer.why_not(lang_name), languages=sorted(offer.served))
         deadline = time.monotonic() + self.settings.timings.create_wait_s
         while True:
             existing = await self.registry.session(owner, lang, token)

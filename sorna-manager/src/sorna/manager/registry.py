@@ -18,6 +18,7 @@ from redis.asyncio.client import Pipeline
 
 from sorna.common.ids import AccessKey, AgentId, KernelId
 from sorna.common.keys import FIELD_LIST_SEP, AgentField, RedisKeys
+from sorna.common.langs import LanguageOffer, decode_aliases, decode_list
 from sorna.manager.scheduler import (
     DEFAULT_POLICY,
     RELEASE_LUA,
@@ -169,6 +170,18 @@ class Registry:
                     )
                 )
         return out
+
+    async def offer(self) -> LanguageOffer:
+        """What the live agents offer: their languages, the known ones unbuilt, the aliases."""
+        offer = LanguageOffer()
+        for a in await self.agents():
+            if a.alive and not a.lost:
+                offer.add(
+                    offered_langs(a.fields),
+                    decode_list(a.fields.get(AgentField.UNBUILT_LANGS, "")),
+                    decode_aliases(a.fields.get(AgentField.ALIASES, "")),
+                )
+        return offer
 
     async def refresh_index(self, agents: list[AgentInfo]) -> None:
         """Rewrite the schedule index entries of ``agents`` from their current state."""
