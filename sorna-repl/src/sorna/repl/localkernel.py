@@ -31,7 +31,7 @@ from sorna.common.constants import REPL_INPUT_IPC_NAME, REPL_OUTPUT_IPC_NAME
 
 from . import paths
 from .client import ReplClient
-from .kernelspec import kernel_specs
+from .kernelspec import KernelSpecError, kernel_specs
 from .protocol import ENV_INPUT_ADDR, ENV_OUTPUT_ADDR, ENV_OUTPUT_LIMIT
 from .runner import descendants
 
@@ -73,15 +73,20 @@ Launcher = Callable[[list[str], dict[str, str]], contextlib.AbstractContextManag
 
 def daemon_argv(lang: str) -> list[str]:
     """The command that runs ``lang``'s daemon (absolute program path, as the jail wants)."""
-    folder = KERNELS_DIR / lang
-    if (folder / "run.py").is_file():
-        return [sys.executable, str(folder / "run.py")]
-    if (folder / "run.js").is_file():
-        node = shutil.which("node") or shutil.which("nodejs")
-        if node is None:
-            raise LocalKernelError(f"{lang}: node is not installed")
-        return [node, str(folder / "run.js")]
-    raise LocalKernelError(f"no daemon for language {lang!r} under {KERNELS_DIR}")
+    try:
+        spec = kernel_specs(KERNELS_DIR).get(lang)
+    except KernelSpecError as e:
+        raise LocalKernelError(str(e)) from None
+    daemon = KERNELS_DIR / lang / spec.daemon if spec is not None else None
+    if spec is None or daemon is None or not daemon.is_file():
+        raise LocalKernelError(f"no daemon for language {lang!r} under {KERNELS_DIR}")
+    if daemon.suffix == ".py":
+        # A Python daemon runs on the runner's own interpreter (sorna.repl is installed there).
+        return [sys.executable, str(daemon)]
+    program = shutil.which(Path(spec.interpreter).name) or shutil.which(spec.interpreter)
+    if program is None:
+        raise LocalKernelError(f"{lang}: {Path(spec.interpreter).name} is not installed")
+    return [program, str(daemon)]
 
 
 def local_policy(
