@@ -23,6 +23,9 @@ def test_the_languages_are_the_folders() -> None:
         assert (spec.folder / spec.daemon).is_file()
         assert (spec.folder / "examples").is_dir()
         assert "query" in spec.features and set(spec.features) <= kernelspec.FEATURES
+        # One template builds every image and the policy is made from the base: no copies.
+        assert not (spec.folder / "Dockerfile").exists()
+        assert not (spec.folder / "policy.json").exists()
 
 
 def test_names_and_aliases_resolve_to_their_language() -> None:
