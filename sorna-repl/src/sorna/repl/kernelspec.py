@@ -69,9 +69,15 @@ class QuerySpec:
 
     def commands(self, source: Path) -> tuple[list[str] | None, list[str]]:
         """(build argv or None, run argv) of a ``program`` snippet stored at ``source``."""
-        values = {"source": str(source), "binary": str(source.with_suffix(""))}
-        build = [arg.format_map(values) for arg in self.build] or None
-        return build, [arg.format_map(values) for arg in self.run]
+
+        def fill(arg: str) -> str:
+            # Plain replacement, not str.format: an argv may hold braces of its own (${x}).
+            return arg.replace("{source}", str(source)).replace(
+                "{binary}", str(source.with_suffix(""))
+            )
+
+        build = [fill(arg) for arg in self.build] or None
+        return build, [fill(arg) for arg in self.run]
 
 
 @dataclass(frozen=True, slots=True)
