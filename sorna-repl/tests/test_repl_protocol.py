@@ -510,3 +510,23 @@ async def test_stopping_a_busy_kernel_leaves_no_process(tmp_path: Path) -> None:
         pid = int((await first_frame(client, OutputOp.STDOUT))[-1].text)
         assert _alive(pid)
     assert not _alive(pid)
+
+
+def test_daemon_that_cannot_bind_says_why_on_stderr(tmp_path: Path) -> None:
+    """A kernel that cannot start prints why on its own stderr (not into its dead socket)."""
+    import os
+    import subprocess
+
+    from sorna.repl import paths
+    from sorna.repl.localkernel import daemon_argv
+
+    missing = tmp_path / "no-such-folder"
+    argv = daemon_argv("python3")
+    argv += ["--input", f"ipc://{missing}/in", "--output", f"ipc://{missing}/out"]
+    env = {**os.environ, "PYTHONPATH": str(paths.PACKAGE_DIR.parents[1])}
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env
+    )
+    assert proc.returncode == 1
+    assert "python3 kernel cannot start: cannot bind the REPL sockets" in proc.stderr
+    assert str(missing) in proc.stderr
