@@ -175,6 +175,102 @@ async def test_shell_read_through_waiting_input(repl_kernel: StartKernel) -> Non
     assert result.stdout == "hi Linus\n"
 
 
+async def test_shell_state_kept_across_runs(repl_kernel: StartKernel) -> None:
+    """One bash per kernel: variables, functions, arrays, cd and $$ last across runs."""
+    client = await repl_kernel("shell")
+    first = await client.run_code(
+        'greeting=hello\nshout() { echo "${1^^}!"; }\ndeclare -A ages=([ada]=36)\n'
+        "mkdir -p sub && cd sub\necho $$"
+    )
+    assert first.exit_code == 0, first.stderr
+    second = await client.run_code('shout "$greeting"; echo "${ages[ada]} ${PWD##*/}"; echo $$')
+    assert second.stdout.splitlines() == ["HELLO!", "36 sub", first.stdout.strip()]
+    assert second.stderr == ""
+    assert_one_finished(second)
+
+
+async def test_shell_stderr_and_exit_status(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("shell")
+    result = await client.run_code("echo out\necho err >&2\nls /no-such-dir-here")
+    assert_one_finished(result)
+    assert result.stdout == "out\n"
+    assert result.stderr.startswith("err\n")
+    assert "/no-such-dir-here" in result.stderr
+    assert result.exit_code == 2
+    # The status of the last command is $? in the next run, as in a terminal.
+    again = await client.run_code("echo $?; false")
+    assert (again.stdout, again.exit_code) == ("2\n", 1)
+
+
+async def test_shell_unicode_in_and_out(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("shell")
+    await client.run_code("word='wörld 🌍'")
+    result = await client.run_code(
+        'read -r s\necho "héllo $word ${#s} $s"', input_answers=["日本語 ✓"]
+    )
+    assert result.waiting_inputs == [{"is_password": False}]
+    assert result.stdout == "héllo wörld 🌍 5 日本語 ✓\n"
+
+
+async def test_shell_interrupt_ends_a_loop_and_keeps_the_shell(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("shell")
+    before = await client.run_code("counter=41; echo $$")
+    await client.send(InputOp.CODE, "echo started\nwhile true; do :; done")
+    frames = await first_frame(client, OutputOp.STDOUT)
+    assert frames[-1].text == "started\n"
+    await client.interrupt()
+    result = await client.collect()
+    assert_one_finished(result)
+    assert result.exit_code == 130
+    # A program the snippet waits for is stopped the same way.
+    await client.send(InputOp.CODE, "echo sleeping; sleep 300; echo never")
+    await first_frame(client, OutputOp.STDOUT)
+    await client.interrupt()
+    slept = await client.collect()
+    assert "never" not in slept.stdout
+    assert slept.exit_code == 130
+    after = await client.run_code("echo $((counter + 1)) $$")
+    assert after.stdout == f"42 {before.stdout.strip()}\n"
+
+
+async def test_shell_that_ignores_interrupt_is_killed_by_a_second_one(
+    repl_kernel: StartKernel,
+) -> None:
+    client = await repl_kernel("shell")
+    await client.send(InputOp.CODE, "trap '' INT\necho started\nwhile true; do :; done")
+    await first_frame(client, OutputOp.STDOUT)
+    await client.interrupt()
+    await client.interrupt()
+    result = await client.collect()
+    assert_one_finished(result)
+    assert "the shell was killed; the next run starts a new one" in result.stderr
+    assert (await client.run_code("echo fresh")).stdout == "fresh\n"
+
+
+async def test_shell_exit_starts_a_new_shell(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("shell")
+    await client.run_code("kept=yes")
+    result = await client.run_code("echo bye\nexit 3")
+    assert_one_finished(result)
+    assert result.stdout == "bye\n"
+    assert result.exit_code == 3
+    assert "the shell exited with status 3; the next run starts a new one" in result.stderr
+    after = await client.run_code('echo "kept=${kept:-gone}"')
+    assert after.stdout == "kept=gone\n"
+
+
+async def test_shell_input_a_run_did_not_read_does_not_feed_the_next(
+    repl_kernel: StartKernel,
+) -> None:
+    client = await repl_kernel("shell")
+    await client.send(InputOp.CODE, "read -r a; echo got $a")
+    await first_frame(client, OutputOp.WAITING_INPUT)
+    await client.send_input("one\ntwo")
+    assert (await client.collect()).stdout == "got one\n"
+    result = await client.run_code("read -r b; echo got $b", input_answers=["three"])
+    assert result.stdout == "got three\n"
+
+
 async def test_python_completion(repl_kernel: StartKernel) -> None:
     client = await repl_kernel("python3")
     await client.run_code("import os\nmy_variable = 1\nmy_value = 2")
