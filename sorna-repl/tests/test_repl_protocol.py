@@ -271,6 +271,91 @@ async def test_shell_input_a_run_did_not_read_does_not_feed_the_next(
     assert result.stdout == "got three\n"
 
 
+NODE_READLINE = (
+    "{ const rl = require('readline').createInterface({ input: process.stdin });\n"
+    "  rl.on('line', (line) => { console.log(`got ${line}`); rl.close(); }); }"
+)
+
+
+async def test_nodejs_readline_line_event_reads_through_waiting_input(
+    repl_kernel: StartKernel,
+) -> None:
+    client = await repl_kernel("nodejs")
+    result = await client.run_code(NODE_READLINE, input_answers=["Ada ✓ 日本"])
+    assert result.waiting_inputs == [{"is_password": False}]
+    assert result.stdout == "got Ada ✓ 日本\n"
+    assert_one_finished(result)
+    # A second interface in the next run reads again (the first one paused stdin).
+    again = await client.run_code(NODE_READLINE, input_answers=["Grace"])
+    assert again.stdout == "got Grace\n"
+
+
+async def test_nodejs_readline_question_and_several_lines(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("nodejs")
+    code = (
+        "const rl = require('readline').createInterface({"
+        " input: process.stdin, output: process.stdout });\n"
+        "rl.question('Name? ', (name) => { console.log(`hi ${name}`); rl.close(); });"
+    )
+    result = await client.run_code(code, input_answers=["Linus"])
+    first_wait = result.ops.index(OutputOp.WAITING_INPUT)
+    assert "".join(f.text for f in result.frames[:first_wait]) == "Name? "
+    assert result.stdout == "Name? hi Linus\n"
+    lines = (
+        "const rl2 = require('readline').createInterface({ input: process.stdin });\n"
+        "const seen = [];\n"
+        "rl2.on('line', (l) => { seen.push(l); if (seen.length === 3) rl2.close(); });\n"
+        "rl2.on('close', () => console.log(seen.join('+')));"
+    )
+    three = await client.run_code(lines, input_answers=["a", "b", "c"])
+    assert three.waiting_inputs == [{"is_password": False}] * 3
+    assert three.stdout == "a+b+c\n"
+
+
+async def test_nodejs_process_stdin_data_event(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("nodejs")
+    result = await client.run_code(
+        "process.stdin.setEncoding('utf8');\n"
+        "process.stdin.once('data', (d) => console.log(JSON.stringify(d)));",
+        input_answers=["héllo"],
+    )
+    assert result.waiting_inputs == [{"is_password": False}]
+    assert result.stdout == '"héllo\\n"\n'
+
+
+async def test_nodejs_fs_read_file_sync_of_stdin(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("nodejs")
+    result = await client.run_code(
+        "const fs = require('fs');\n"
+        "const [a, b] = fs.readFileSync(0, 'utf8').trim().split(' ').map(Number);\n"
+        "console.log(a + b);\n"
+        "console.log(fs.readFileSync('/dev/stdin').toString().trim().toUpperCase());",
+        input_answers=["20 22", "wörld"],
+    )
+    assert result.waiting_inputs == [{"is_password": False}] * 2
+    assert result.stdout == "42\nWÖRLD\n"
+    assert result.stderr == ""
+
+
+async def test_nodejs_interrupt_while_readline_waits(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("nodejs")
+    await client.run_code("globalThis.kept = 41")
+    await client.send(
+        InputOp.CODE,
+        "require('readline').createInterface({ input: process.stdin })"
+        ".on('line', (l) => console.log(l));",
+    )
+    await first_frame(client, OutputOp.WAITING_INPUT)
+    await client.interrupt()
+    result = await client.collect()
+    assert_one_finished(result)
+    assert "Interrupted" in result.stderr
+    # The interrupted run's listener does not make the next run wait for input.
+    after = await client.run_code("console.log(kept + 1)")
+    assert after.stdout == "42\n"
+    assert after.waiting_inputs == []
+
+
 async def test_python_completion(repl_kernel: StartKernel) -> None:
     client = await repl_kernel("python3")
     await client.run_code("import os\nmy_variable = 1\nmy_value = 2")
