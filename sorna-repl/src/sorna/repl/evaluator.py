@@ -90,10 +90,9 @@ class _Process:
             raise
         os.close(report_w)
         # The daemon keeps a read end of the user input pipe: what a snippet was given but
-        # did not read is drained, so it never feeds the next run. It is opened afresh (a
-        # dup would share the O_NONBLOCK flag with the interpreter's blocking end).
-        self.input_r = os.open(f"/proc/self/fd/{input_r}", os.O_RDONLY | os.O_CLOEXEC)
-        os.close(input_r)
+        # did not read is drained, so it never feeds the next run. It stays blocking (the
+        # O_NONBLOCK flag would be the interpreter's too): drained by FIONREAD counts.
+        self.input_r = input_r
         self.input_w = input_w
         self.report_r = report_r
         self.input_inode = os.fstat(input_w).st_ino
@@ -101,7 +100,7 @@ class _Process:
         assert self.proc.stderr is not None
         self.command_fd = self.proc.stdin.fileno()
         self.out_fds = (self.proc.stdout.fileno(), self.proc.stderr.fileno())
-        for fd in (self.input_r, input_w, report_r, self.command_fd, *self.out_fds):
+        for fd in (input_w, report_r, self.command_fd, *self.out_fds):
             os.set_blocking(fd, False)
         self.decoders = {
             self.out_fds[0]: (OutputOp.STDOUT, codecs.getincrementaldecoder("utf-8")("replace")),
@@ -133,10 +132,12 @@ class _Process:
             time.sleep(0.01)
 
     def drain_input(self) -> None:
+        # Called once the snippet is done: nothing else reads the pipe, so a read of what
+        # FIONREAD counts never blocks.
         try:
-            while os.read(self.input_r, 65536):
-                pass
-        except (BlockingIOError, OSError):
+            while (n := pipe_pending(self.input_r)) > 0:
+                os.read(self.input_r, n)
+        except OSError:
             pass
 
     def reports(self) -> list[list[str]]:
