@@ -229,6 +229,12 @@ async def test_shell_interrupt_ends_a_loop_and_keeps_the_shell(repl_kernel: Star
     slept = await client.collect()
     assert "never" not in slept.stdout
     assert slept.exit_code == 130
+    # ... and so is a `read` waiting for a line.
+    await client.send(InputOp.CODE, "read -r line; echo never")
+    await first_frame(client, OutputOp.WAITING_INPUT)
+    await client.interrupt()
+    reading = await client.collect()
+    assert (reading.stdout, reading.exit_code) == ("", 130)
     after = await client.run_code("echo $((counter + 1)) $$")
     assert after.stdout == f"42 {before.stdout.strip()}\n"
 
@@ -693,21 +699,29 @@ async def test_stopping_a_busy_kernel_leaves_no_process(tmp_path: Path) -> None:
     assert not _alive(pid)
 
 
-def test_daemon_that_cannot_bind_says_why_on_stderr(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lang", ["python3", "nodejs"])
+def test_daemon_that_cannot_bind_says_why_on_stderr(tmp_path: Path, lang: str) -> None:
     """A kernel that cannot start prints why on its own stderr (not into its dead socket)."""
     import os
     import subprocess
 
     from sorna.repl import paths
     from sorna.repl.localkernel import daemon_argv
+    from sorna.repl.protocol import ENV_INPUT_ADDR, ENV_OUTPUT_ADDR
 
     missing = tmp_path / "no-such-folder"
-    argv = daemon_argv("python3")
-    argv += ["--input", f"ipc://{missing}/in", "--output", f"ipc://{missing}/out"]
-    env = {**os.environ, "PYTHONPATH": str(paths.PACKAGE_DIR.parents[1])}
+    addrs = {ENV_INPUT_ADDR: f"ipc://{missing}/in", ENV_OUTPUT_ADDR: f"ipc://{missing}/out"}
+    argv = [
+        *daemon_argv(lang),
+        "--input",
+        addrs[ENV_INPUT_ADDR],
+        "--output",
+        addrs[ENV_OUTPUT_ADDR],
+    ]
+    env = {**os.environ, **addrs, "PYTHONPATH": str(paths.PACKAGE_DIR.parents[1])}
     proc = subprocess.run(
         argv, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env
     )
     assert proc.returncode == 1
-    assert "python3 kernel cannot start: cannot bind the REPL sockets" in proc.stderr
+    assert f"{lang} kernel cannot start: cannot bind" in proc.stderr
     assert str(missing) in proc.stderr
