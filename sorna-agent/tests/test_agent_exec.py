@@ -134,3 +134,13 @@ async def test_rpc_errors(make_agent, rpc, backend_name) -> None:
     with pytest.raises(MethodNotFound):
         await client.call("launch_missiles", {})
     assert await client.call(msg.PING.name, {"echo": [1, "x"]}) == {"echo": [1, "x"]}
+
+
+async def test_shell_keeps_its_state_and_reads_input(make_agent, rpc, run, backend_name) -> None:
+    """One bash per kernel on both backends: a variable, a function and $$ last; read works."""
+    _, client = await _kernel(make_agent, rpc, backend_name, lang="shell")
+    first = await run(client, "k1", 'n=41\nnext() { echo $((n + 1)); }\necho "$$"')
+    assert first["stderr"] == "", first
+    second = await run(client, "k1", 'read -r who\necho "$(next) $who $$"', inputs=["Ada ✓"])
+    assert "waiting-input" in second["statuses"]
+    assert second["stdout"] == f"42 Ada ✓ {first['stdout'].strip()}\n"

@@ -331,3 +331,38 @@ async def test_the_upload_cap_is_the_gateways_one_setting(
     async with await upload(api, kid, [("past-cap.bin", b"c" * (cap + 1))]) as r:
         assert r.status == 413
         assert (await r.json())["type"] == PROB + "payload-too-large"
+
+
+async def test_shell_kernel_keeps_state_through_the_api(gateway: Gateway, agent: Agent) -> None:
+    """A variable, a function and $$ survive between runs, an interrupt, and a read."""
+    api = await gateway.api()
+    kid = await create(api, lang="shell")
+    first = await run(api, kid, "total=41\nbump() { total=$((total + 1)); }\necho $$")
+    assert first["status"] == "finished", first
+    r = await run(api, kid, "echo looping\nwhile true; do :; done")
+    async with await api.request("POST", f"/v2/kernel/{kid}/interrupt") as resp:
+        assert resp.status == 204
+    for _ in range(20):
+        if r["status"] == "finished":
+            break
+        r = await run(api, kid, "", "continue", runId=r["runId"])
+    assert r["status"] == "finished"
+    r = await run(api, kid, 'read -r who\nbump\necho "$total $who $$"')
+    assert r["status"] == "waiting-input", r
+    r = await run(api, kid, "Ada", "input", runId=r["runId"])
+    assert r["status"] == "finished"
+    assert stdout(r) == f"42 Ada {stdout(first).strip()}\n"
+
+
+async def test_nodejs_readline_through_the_api(gateway: Gateway, agent: Agent) -> None:
+    api = await gateway.api()
+    kid = await create(api, lang="nodejs")
+    code = (
+        "const rl = require('readline').createInterface({ input: process.stdin });\n"
+        "rl.on('line', (line) => { console.log(`hi ${line}`); rl.close(); });"
+    )
+    r = await run(api, kid, code)
+    assert r["status"] == "waiting-input", r
+    r = await run(api, kid, "Grace", "input", runId=r["runId"])
+    assert r["status"] == "finished"
+    assert stdout(r) == "hi Grace\n"

@@ -505,3 +505,26 @@ func TestCallsThatReachOtherProcesses(t *testing.T) {
 		}
 	}
 }
+
+func TestServesOnTCP(t *testing.T) {
+	env := func(values map[string]string) func(string) string {
+		return func(name string) string { return values[name] }
+	}
+	cases := []struct {
+		name string
+		env  map[string]string
+		argv []string
+		want bool
+	}{
+		{"by hand: no addresses", nil, []string{"/usr/bin/python3", "/home/sorna/run.py"}, true},
+		{"tcp in the environment", map[string]string{"SORNA_REPL_INPUT": "tcp://*:2000"}, nil, true},
+		{"agent: ipc input", map[string]string{"SORNA_REPL_INPUT": "ipc:///home/sorna/ipc/in"}, nil, false},
+		{"agent: ipc output", map[string]string{"SORNA_REPL_OUTPUT": "ipc:///x"}, nil, false},
+		{"local backend: ipc argument", nil, []string{"/usr/bin/python3", "run.py", "--input", "ipc:///tmp/k/in"}, false},
+	}
+	for _, c := range cases {
+		if got := servesOnTCP(env(c.env), c.argv); got != c.want {
+			t.Errorf("%s: servesOnTCP = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

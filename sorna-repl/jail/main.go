@@ -25,12 +25,34 @@ func usage(fs *flag.FlagSet) {
 	fs.PrintDefaults()
 }
 
+// replAddrEnvs name the REPL daemon's bind addresses (sorna.repl.protocol ENV_INPUT_ADDR and
+// ENV_OUTPUT_ADDR); a test checks the two spellings agree.
+var replAddrEnvs = []string{"SORNA_REPL_INPUT", "SORNA_REPL_OUTPUT"}
+
+// servesOnTCP reports whether the daemon serves on TCP: no ipc:// address in its environment
+// or its arguments (without one, the daemon binds its default tcp ports).
+func servesOnTCP(getenv func(string) string, argv []string) bool {
+	for _, name := range replAddrEnvs {
+		if strings.HasPrefix(getenv(name), "ipc://") {
+			return false
+		}
+	}
+	for _, arg := range argv {
+		if strings.Contains(arg, "ipc://") {
+			return false
+		}
+	}
+	return true
+}
+
 func runJail(args []string) int {
 	fs := flag.NewFlagSet("jail", flag.ContinueOnError)
 	policyPath := fs.String("policy", "", "policy JSON file (default: the built-in default policy)")
 	debug := fs.Bool("debug", false, "log every decision the tracer makes")
 	watch := fs.Bool("watch", false, "allow everything, log what the policy would deny")
 	noLandlock := fs.Bool("no-landlock", false, "check every write path in the tracer, even where Landlock could")
+	tcpRepl := fs.Bool("tcp-repl", false, "allow TCP/UDP sockets when the daemon serves its REPL on TCP: no ipc:// address in "+
+		strings.Join(replAddrEnvs, " or ")+" or in the program's arguments (a kernel image started by hand)")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -56,6 +78,13 @@ func runJail(args []string) int {
 			fmt.Fprintln(os.Stderr, "jail:", err)
 			return 2
 		}
+	}
+	if *tcpRepl && !policy.AllowNetwork && servesOnTCP(os.Getenv, argv) {
+		// The daemon must bind its TCP ports (PROTOCOLS section 3), so the program may open
+		// network sockets; whether a network exists is the container's business. An agent
+		// always gives ipc addresses: its kernels keep the policy's denial.
+		debugf("the REPL is served on TCP: network sockets allowed")
+		policy.AllowNetwork = true
 	}
 	var plan *landlockPlan
 	why := "off (-no-landlock)"

@@ -301,6 +301,24 @@ async def test_python_no_network_inside(python_kernel: ReplClient) -> None:
     assert result.stdout.startswith("failed"), result.stdout + result.stderr
 
 
+async def test_python_kernel_of_an_agent_may_not_open_network_sockets(
+    python_kernel: ReplClient,
+) -> None:
+    """Started as the agent starts kernels (ipc addresses), the jail keeps denying AF_INET:
+    only a by-hand start on tcp gets network sockets (jail -tcp-repl)."""
+    code = (
+        "import socket\n"
+        "for family in (socket.AF_INET, socket.AF_INET6):\n"
+        "    try:\n"
+        "        socket.socket(family, socket.SOCK_STREAM).close()\n"
+        "        print('opened')\n"
+        "    except PermissionError:\n"
+        "        print('denied')\n"
+    )
+    result = await python_kernel.run_code(code)
+    assert result.stdout == "denied\ndenied\n", result.stdout + result.stderr
+
+
 def test_container_without_network_cannot_connect(kernel_images: dict[str, str | None]) -> None:
     """Without the jail too: a container started like a kernel has no route out."""
     ref = need_image(kernel_images, "nodejs")
@@ -361,6 +379,62 @@ async def test_container_and_ipc_dir_removed_on_error(
             ipc_dir = kernel.input_addr.removeprefix("ipc://").rsplit("/", 1)[0]
             raise RuntimeError("boom")
     assert not await asyncio.to_thread(Path(ipc_dir).exists)
+
+
+#: A snippet per language whose output is ``1\n`` (for the by-hand start below).
+PRINT_ONE = {
+    "python3": "print(1)",
+    "nodejs": "console.log(1)",
+    "shell": "echo 1",
+    "c": '#include <stdio.h>\nint main(void) { puts("1"); return 0; }',
+    "cpp": "#include <iostream>\nint main() { std::cout << 1 << std::endl; }",
+}
+
+#: Runs inside the container, beside the daemon: connects to its TCP ports on loopback.
+_TCP_CLIENT = """
+import asyncio, json, sys
+from sorna.repl.client import ReplClient
+
+async def main():
+    async with asyncio.timeout(120):
+        async with ReplClient("tcp://127.0.0.1:2000", "tcp://127.0.0.1:2001") as client:
+            result = await client.run_code(sys.argv[1])
+    print(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_image_started_by_hand_serves_on_tcp(
+    kernel_images: dict[str, str | None], lang: str
+) -> None:
+    """`docker run IMAGE` with a network and no ipc settings serves on tcp 2000/2001."""
+    ref = need_image(kernel_images, lang)
+    name = f"sorna-test-byhand-{lang}-{os.getpid()}-{os.urandom(4).hex()}"
+    started = subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--network", "bridge", ref],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    try:
+        assert started.returncode == 0, started.stderr
+        proc = subprocess.run(
+            ["docker", "exec", name, "python3", "-c", _TCP_CLIENT, PRINT_ONE[lang]],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        logs = subprocess.run(
+            ["docker", "logs", name], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert proc.returncode == 0, proc.stderr + logs.stdout + logs.stderr
+        assert json.loads(proc.stdout.splitlines()[-1]) == {"stdout": "1\n", "stderr": ""}
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
 
 
 # -- nodejs ----------------------------------------------------------------------------------

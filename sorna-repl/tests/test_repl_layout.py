@@ -110,7 +110,8 @@ def test_kernel_folder_agrees_with_the_kernel_layout(lang: str) -> None:
     assert f"COPY jail {C.KERNEL_JAIL_PATH}" in lines
     assert f"COPY sorna {C.KERNEL_SORNA_DIR}/sorna" in lines
     cmd = json.loads(next(ln for ln in lines if ln.startswith("CMD ")).removeprefix("CMD "))
-    assert cmd[:4] == [C.KERNEL_JAIL_PATH, "-policy", C.KERNEL_POLICY_PATH, "--"]
+    # -tcp-repl: network sockets only when started by hand on tcp (the policy denies them)
+    assert cmd[:5] == [C.KERNEL_JAIL_PATH, "-policy", C.KERNEL_POLICY_PATH, "-tcp-repl", "--"]
     assert cmd[-1] == f"{C.KERNEL_SORNA_DIR}/{spec.daemon}"
 
 
@@ -126,3 +127,18 @@ def test_jail_default_policy_agrees_with_the_kernel_layout() -> None:
         go_globs = re.findall(r'"([^"]*)"', found.group(1))
         assert go_globs == default["path_rules"][key.lower()]
         assert f"{C.KERNEL_WORK_DIR}/**" in go_globs
+
+
+def test_jail_names_the_daemons_address_variables() -> None:
+    """The jail's -tcp-repl check reads the variables the daemon binds from."""
+    source = (paths.JAIL_DIR / "main.go").read_text()
+    found = re.search(r"replAddrEnvs = \[\]string\{([^}]*)\}", source)
+    assert found is not None
+    names = re.findall(r'"([A-Z_]+)"', found.group(1))
+    assert names == [protocol.ENV_INPUT_ADDR, protocol.ENV_OUTPUT_ADDR]
+
+
+@pytest.mark.parametrize("lang", sorted(kernel_specs()))
+def test_no_policy_allows_the_network(lang: str) -> None:
+    """Network sockets for a by-hand start only: the policies themselves deny them."""
+    assert kernel_specs()[lang].policy["allow_network"] is False

@@ -175,6 +175,193 @@ async def test_shell_read_through_waiting_input(repl_kernel: StartKernel) -> Non
     assert result.stdout == "hi Linus\n"
 
 
+async def test_shell_state_kept_across_runs(repl_kernel: StartKernel) -> None:
+    """One bash per kernel: variables, functions, arrays, cd and $$ last across runs."""
+    client = await repl_kernel("shell")
+    first = await client.run_code(
+        'greeting=hello\nshout() { echo "${1^^}!"; }\ndeclare -A ages=([ada]=36)\n'
+        "mkdir -p sub && cd sub\necho $$"
+    )
+    assert first.exit_code == 0, first.stderr
+    second = await client.run_code('shout "$greeting"; echo "${ages[ada]} ${PWD##*/}"; echo $$')
+    assert second.stdout.splitlines() == ["HELLO!", "36 sub", first.stdout.strip()]
+    assert second.stderr == ""
+    assert_one_finished(second)
+
+
+async def test_shell_stderr_and_exit_status(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("shell")
+    result = await client.run_code("echo out\necho err >&2\nls /no-such-dir-here")
+    assert_one_finished(result)
+    assert result.stdout == "out\n"
+    assert result.stderr.startswith("err\n")
+    assert "/no-such-dir-here" in result.stderr
+    assert result.exit_code == 2
+    # The status of the last command is $? in the next run, as in a terminal.
+    again = await client.run_code("echo $?; false")
+    assert (again.stdout, again.exit_code) == ("2\n", 1)
+
+
+async def test_shell_unicode_in_and_out(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("shell")
+    await client.run_code("word='wörld 🌍'")
+    result = await client.run_code(
+        'read -r s\necho "héllo $word ${#s} $s"', input_answers=["日本語 ✓"]
+    )
+    assert result.waiting_inputs == [{"is_password": False}]
+    assert result.stdout == "héllo wörld 🌍 5 日本語 ✓\n"
+
+
+async def test_shell_interrupt_ends_a_loop_and_keeps_the_shell(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("shell")
+    before = await client.run_code("counter=41; echo $$")
+    await client.send(InputOp.CODE, "echo started\nwhile true; do :; done")
+    frames = await first_frame(client, OutputOp.STDOUT)
+    assert frames[-1].text == "started\n"
+    await client.interrupt()
+    result = await client.collect()
+    assert_one_finished(result)
+    assert result.exit_code == 130
+    # A program the snippet waits for is stopped the same way.
+    await client.send(InputOp.CODE, "echo sleeping; sleep 300; echo never")
+    await first_frame(client, OutputOp.STDOUT)
+    await client.interrupt()
+    slept = await client.collect()
+    assert "never" not in slept.stdout
+    assert slept.exit_code == 130
+    # ... and so is a `read` waiting for a line.
+    await client.send(InputOp.CODE, "read -r line; echo never")
+    await first_frame(client, OutputOp.WAITING_INPUT)
+    await client.interrupt()
+    reading = await client.collect()
+    assert (reading.stdout, reading.exit_code) == ("", 130)
+    after = await client.run_code("echo $((counter + 1)) $$")
+    assert after.stdout == f"42 {before.stdout.strip()}\n"
+
+
+async def test_shell_that_ignores_interrupt_is_killed_by_a_second_one(
+    repl_kernel: StartKernel,
+) -> None:
+    client = await repl_kernel("shell")
+    await client.send(InputOp.CODE, "trap '' INT\necho started\nwhile true; do :; done")
+    await first_frame(client, OutputOp.STDOUT)
+    await client.interrupt()
+    await client.interrupt()
+    result = await client.collect()
+    assert_one_finished(result)
+    assert "the shell was killed; the next run starts a new one" in result.stderr
+    assert (await client.run_code("echo fresh")).stdout == "fresh\n"
+
+
+async def test_shell_exit_starts_a_new_shell(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("shell")
+    await client.run_code("kept=yes")
+    result = await client.run_code("echo bye\nexit 3")
+    assert_one_finished(result)
+    assert result.stdout == "bye\n"
+    assert result.exit_code == 3
+    assert "the shell exited with status 3; the next run starts a new one" in result.stderr
+    after = await client.run_code('echo "kept=${kept:-gone}"')
+    assert after.stdout == "kept=gone\n"
+
+
+async def test_shell_input_a_run_did_not_read_does_not_feed_the_next(
+    repl_kernel: StartKernel,
+) -> None:
+    client = await repl_kernel("shell")
+    await client.send(InputOp.CODE, "read -r a; echo got $a")
+    await first_frame(client, OutputOp.WAITING_INPUT)
+    await client.send_input("one\ntwo")
+    assert (await client.collect()).stdout == "got one\n"
+    result = await client.run_code("read -r b; echo got $b", input_answers=["three"])
+    assert result.stdout == "got three\n"
+
+
+NODE_READLINE = (
+    "{ const rl = require('readline').createInterface({ input: process.stdin });\n"
+    "  rl.on('line', (line) => { console.log(`got ${line}`); rl.close(); }); }"
+)
+
+
+async def test_nodejs_readline_line_event_reads_through_waiting_input(
+    repl_kernel: StartKernel,
+) -> None:
+    client = await repl_kernel("nodejs")
+    result = await client.run_code(NODE_READLINE, input_answers=["Ada ✓ 日本"])
+    assert result.waiting_inputs == [{"is_password": False}]
+    assert result.stdout == "got Ada ✓ 日本\n"
+    assert_one_finished(result)
+    # A second interface in the next run reads again (the first one paused stdin).
+    again = await client.run_code(NODE_READLINE, input_answers=["Grace"])
+    assert again.stdout == "got Grace\n"
+
+
+async def test_nodejs_readline_question_and_several_lines(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("nodejs")
+    code = (
+        "const rl = require('readline').createInterface({"
+        " input: process.stdin, output: process.stdout });\n"
+        "rl.question('Name? ', (name) => { console.log(`hi ${name}`); rl.close(); });"
+    )
+    result = await client.run_code(code, input_answers=["Linus"])
+    first_wait = result.ops.index(OutputOp.WAITING_INPUT)
+    assert "".join(f.text for f in result.frames[:first_wait]) == "Name? "
+    assert result.stdout == "Name? hi Linus\n"
+    lines = (
+        "const rl2 = require('readline').createInterface({ input: process.stdin });\n"
+        "const seen = [];\n"
+        "rl2.on('line', (l) => { seen.push(l); if (seen.length === 3) rl2.close(); });\n"
+        "rl2.on('close', () => console.log(seen.join('+')));"
+    )
+    three = await client.run_code(lines, input_answers=["a", "b", "c"])
+    assert three.waiting_inputs == [{"is_password": False}] * 3
+    assert three.stdout == "a+b+c\n"
+
+
+async def test_nodejs_process_stdin_data_event(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("nodejs")
+    result = await client.run_code(
+        "process.stdin.setEncoding('utf8');\n"
+        "process.stdin.once('data', (d) => console.log(JSON.stringify(d)));",
+        input_answers=["héllo"],
+    )
+    assert result.waiting_inputs == [{"is_password": False}]
+    assert result.stdout == '"héllo\\n"\n'
+
+
+async def test_nodejs_fs_read_file_sync_of_stdin(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("nodejs")
+    result = await client.run_code(
+        "const fs = require('fs');\n"
+        "const [a, b] = fs.readFileSync(0, 'utf8').trim().split(' ').map(Number);\n"
+        "console.log(a + b);\n"
+        "console.log(fs.readFileSync('/dev/stdin').toString().trim().toUpperCase());",
+        input_answers=["20 22", "wörld"],
+    )
+    assert result.waiting_inputs == [{"is_password": False}] * 2
+    assert result.stdout == "42\nWÖRLD\n"
+    assert result.stderr == ""
+
+
+async def test_nodejs_interrupt_while_readline_waits(repl_kernel: StartKernel) -> None:
+    client = await repl_kernel("nodejs")
+    await client.run_code("globalThis.kept = 41")
+    await client.send(
+        InputOp.CODE,
+        "require('readline').createInterface({ input: process.stdin })"
+        ".on('line', (l) => console.log(l));",
+    )
+    await first_frame(client, OutputOp.WAITING_INPUT)
+    await client.interrupt()
+    result = await client.collect()
+    assert_one_finished(result)
+    assert "Interrupted" in result.stderr
+    # The interrupted run's listener does not make the next run wait for input.
+    after = await client.run_code("console.log(kept + 1)")
+    assert after.stdout == "42\n"
+    assert after.waiting_inputs == []
+
+
 async def test_python_completion(repl_kernel: StartKernel) -> None:
     client = await repl_kernel("python3")
     await client.run_code("import os\nmy_variable = 1\nmy_value = 2")
@@ -510,3 +697,31 @@ async def test_stopping_a_busy_kernel_leaves_no_process(tmp_path: Path) -> None:
         pid = int((await first_frame(client, OutputOp.STDOUT))[-1].text)
         assert _alive(pid)
     assert not _alive(pid)
+
+
+@pytest.mark.parametrize("lang", ["python3", "nodejs"])
+def test_daemon_that_cannot_bind_says_why_on_stderr(tmp_path: Path, lang: str) -> None:
+    """A kernel that cannot start prints why on its own stderr (not into its dead socket)."""
+    import os
+    import subprocess
+
+    from sorna.repl import paths
+    from sorna.repl.localkernel import daemon_argv
+    from sorna.repl.protocol import ENV_INPUT_ADDR, ENV_OUTPUT_ADDR
+
+    missing = tmp_path / "no-such-folder"
+    addrs = {ENV_INPUT_ADDR: f"ipc://{missing}/in", ENV_OUTPUT_ADDR: f"ipc://{missing}/out"}
+    argv = [
+        *daemon_argv(lang),
+        "--input",
+        addrs[ENV_INPUT_ADDR],
+        "--output",
+        addrs[ENV_OUTPUT_ADDR],
+    ]
+    env = {**os.environ, **addrs, "PYTHONPATH": str(paths.PACKAGE_DIR.parents[1])}
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env
+    )
+    assert proc.returncode == 1
+    assert f"{lang} kernel cannot start: cannot bind" in proc.stderr
+    assert str(missing) in proc.stderr

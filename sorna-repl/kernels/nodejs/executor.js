@@ -6,6 +6,7 @@
 // process.stdout/stdin (which would switch them to non-blocking mode).
 
 const { EventEmitter } = require('events');
+const { Readable } = require('stream');
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
@@ -49,6 +50,8 @@ const err = userStream('stderr');
 class InterruptError extends Error {}
 
 // Blocking line read from fd 0 (the daemon writes one line per `input` op).
+const realReadSync = fs.readSync;
+const realReadFileSync = fs.readFileSync;
 let inputBuf = Buffer.alloc(0);
 function readLine() {
   for (;;) {
@@ -61,7 +64,7 @@ function readLine() {
     const chunk = Buffer.alloc(65536);
     let n;
     try {
-      n = fs.readSync(0, chunk, 0, chunk.length, null);
+      n = realReadSync(0, chunk, 0, chunk.length, null);
     } catch (e) {
       if (e.code === 'EAGAIN') {
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
@@ -81,6 +84,83 @@ function input(promptText = '', isPassword = false) {
   if (line === INTERRUPT_LINE) throw new InterruptError('Interrupted while waiting for input');
   return line;
 }
+
+// Standard input the standard ways. fd 0 is the daemon's line channel, so user code never
+// reads it directly: `process.stdin` is a stream fed one line per `waiting-input` while a
+// consumer wants data (a 'data' listener on a flowing stream, a 'readable' listener, as
+// readline has), and `fs.readFileSync(0)` / `fs.readSync(0, ...)` ask for a line each (in
+// query mode the end of stdin is the end of the user's line).
+let stdinWanted = false;
+let wakeRun = () => {};
+function makeStdin() {
+  const stream = new Readable({
+    read() {
+      if (stream !== userStdin) return;
+      stdinWanted = true;
+      wakeRun();
+    },
+  });
+  stream.fd = 0;
+  stream.isTTY = false;
+  return stream;
+}
+let userStdin = makeStdin();
+Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: () => userStdin });
+
+function stdinDemand() {
+  if (!stdinWanted || userStdin.destroyed) return false;
+  const flowing = userStdin.readableFlowing === true && userStdin.listenerCount('data') > 0;
+  return flowing || userStdin.listenerCount('readable') > 0;
+}
+
+function feedStdin() {
+  stdinWanted = false;
+  userStdin.push(input('') + '\n');
+}
+
+// Each run starts with a fresh stdin, as a new program would (a stream paused by the last
+// run's readline would otherwise stay paused); one a failed or interrupted run left
+// listeners on is dropped too, so that they never make the next run wait.
+function freshStdin() {
+  if (userStdin.listenerCount('data') || userStdin.listenerCount('readable')) return;
+  userStdin = makeStdin();
+  stdinWanted = false;
+}
+
+function resetStdin() {
+  userStdin.removeAllListeners('data');
+  userStdin.removeAllListeners('readable');
+  userStdin.pause();
+  freshStdin();
+}
+
+const isStdinPath = (file) => file === 0 || file === '/dev/stdin' || file === '/proc/self/fd/0';
+let stdinLeft = Buffer.alloc(0);
+
+fs.readFileSync = function readFileSync(file, options) {
+  if (!isStdinPath(file)) return realReadFileSync.apply(this, arguments);
+  const data = Buffer.concat([stdinLeft, Buffer.from(input('') + '\n', 'utf8')]);
+  stdinLeft = Buffer.alloc(0);
+  const encoding = typeof options === 'string' ? options : options && options.encoding;
+  return encoding ? data.toString(encoding) : data;
+};
+
+fs.readSync = function readSync(fd, buffer, offsetOrOptions, length) {
+  if (fd !== 0) return realReadSync.apply(this, arguments);
+  let offset = 0;
+  let size = buffer.byteLength;
+  if (typeof offsetOrOptions === 'object' && offsetOrOptions !== null) {
+    offset = offsetOrOptions.offset || 0;
+    size = offsetOrOptions.length === undefined ? buffer.byteLength - offset : offsetOrOptions.length;
+  } else if (typeof offsetOrOptions === 'number') {
+    offset = offsetOrOptions;
+    size = length === undefined ? buffer.byteLength - offset : length;
+  }
+  if (!stdinLeft.length) stdinLeft = Buffer.from(input('') + '\n', 'utf8');
+  const n = stdinLeft.copy(buffer, offset, 0, Math.min(size, stdinLeft.length));
+  stdinLeft = stdinLeft.subarray(n);
+  return n;
+};
 
 // Timers made by user code are tracked so a run ends only when its callbacks have run.
 const pendingTimers = new Set();
@@ -197,30 +277,53 @@ function compile(code) {
 }
 
 async function runCode(code) {
-  const interrupted = new Promise((resolve) => {
-    onInterrupt = () => resolve('interrupted');
-  });
+  let interrupted = false;
+  onInterrupt = () => {
+    interrupted = true;
+    wakeRun();
+  };
+  freshStdin();
   try {
     const script = compile(code);
     const result = script.runInContext(context, { breakOnSigint: true });
-    if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
-      const r = await Promise.race([Promise.resolve(result).then(() => 'done'), interrupted]);
-      if (r === 'interrupted') throw new InterruptError();
+    // The run lasts while its promise is pending, its timers are, or it reads stdin.
+    let settled = !(result !== null && typeof result === 'object' && typeof result.then === 'function');
+    let failure = null;
+    if (!settled) {
+      Promise.resolve(result).then(
+        () => {
+          settled = true;
+          wakeRun();
+        },
+        (e) => {
+          failure = { e };
+          settled = true;
+          wakeRun();
+        },
+      );
     }
-    while (pendingTimers.size) {
-      const changed = new Promise((resolve) => {
-        timersChanged = resolve;
-      });
-      if ((await Promise.race([changed, interrupted])) === 'interrupted') {
-        for (const h of pendingTimers) clearTimeout(h);
-        pendingTimers.clear();
-        throw new InterruptError();
+    timersChanged = () => wakeRun();
+    for (;;) {
+      // Let what is ready (promise callbacks, stream ticks, immediates) run first.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (interrupted) throw new InterruptError();
+      if (failure) throw failure.e;
+      if (stdinDemand()) {
+        feedStdin();
+        continue;
       }
+      if (settled && !pendingTimers.size) break;
+      await new Promise((resolve) => {
+        wakeRun = resolve;
+        if (interrupted || stdinDemand()) resolve();
+      });
+      wakeRun = () => {};
     }
   } catch (e) {
     // Like a Node script dying of an uncaught error: its timers never fire.
     for (const h of pendingTimers) clearTimeout(h);
     pendingTimers.clear();
+    resetStdin();
     if (isErrorLike(e) && /Script execution (was )?interrupted/.test(e.message)) {
       emit('stderr', 'Interrupted\n');
     } else {
@@ -229,6 +332,7 @@ async function runCode(code) {
   } finally {
     onInterrupt = null;
     timersChanged = () => {};
+    wakeRun = () => {};
   }
 }
 

@@ -133,6 +133,11 @@ class Peer {
 function listen(server, address) {
   const m = /^(ipc|tcp):\/\/(.+)$/.exec(address);
   if (!m) throw new Error(`unsupported address ${address}`);
+  // A kernel that cannot bind says why in one line (docker logs), then exits.
+  server.on('error', (e) => {
+    process.stderr.write(`sorna nodejs kernel cannot start: cannot bind ${address}: ${e.message}\n`);
+    process.exit(1);
+  });
   if (m[1] === 'ipc') {
     try {
       fs.unlinkSync(m[2]);

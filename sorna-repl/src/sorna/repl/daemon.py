@@ -21,6 +21,7 @@ import queue
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -160,8 +161,14 @@ class ReplDaemon:
         """Bind, then serve until :meth:`close` (or SIGTERM when on the main thread)."""
         self._pull.setsockopt(zmq.LINGER, 0)
         self._push.setsockopt(zmq.LINGER, 2000)
-        self._pull.bind(self._input_addr)
-        self._push.bind(self._output_addr)
+        try:
+            self._pull.bind(self._input_addr)
+            self._push.bind(self._output_addr)
+        except zmq.ZMQError as e:
+            self.close()
+            raise ReplError(
+                f"cannot bind the REPL sockets {self._input_addr} and {self._output_addr}: {e}"
+            ) from e
         log.info(
             "%s kernel serving: input %s, output %s",
             self._backend.lang,
@@ -353,7 +360,16 @@ def serve(backend: LanguageBackend, argv: Sequence[str] | None = None) -> None:
         pty_input_addr=args.pty_input or pty_input,
         pty_output_addr=args.pty_output or pty_output,
     )
-    daemon.run()
+    try:
+        daemon.run()
+    except ReplError as e:
+        # The Python backend points sys.stderr at the (unserved) output socket: use the
+        # process's own stderr, so `docker logs` says why the kernel is gone.
+        print(f"sorna {backend.lang} kernel cannot start: {e}", file=sys.__stderr__, flush=True)
+        raise SystemExit(1) from None
+    except Exception:
+        traceback.print_exc(file=sys.__stderr__)
+        raise SystemExit(1) from None
 
 
 __all__ = ["ProtocolError", "ReplDaemon", "ReplError", "parse_args", "serve"]

@@ -359,7 +359,15 @@ def render_dockerfile(spec: KernelSpec, template: Path | None = None) -> str:
         ),
         "daemon": spec.daemon,
         "cmd": json.dumps(
-            [C.KERNEL_JAIL_PATH, "-policy", C.KERNEL_POLICY_PATH, "--", spec.interpreter, daemon]
+            [
+                C.KERNEL_JAIL_PATH,
+                "-policy",
+                C.KERNEL_POLICY_PATH,
+                "-tcp-repl",
+                "--",
+                spec.interpreter,
+                daemon,
+            ]
         ),
     }
 

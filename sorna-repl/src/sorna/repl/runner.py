@@ -87,7 +87,8 @@ def shell_argv(command: str) -> list[str]:
     return [shell, "-c", command]
 
 
-def _pipe_pending(fd: int) -> int:
+def pipe_pending(fd: int) -> int:
+    """Bytes waiting to be read in the pipe ``fd`` (0 when unknown)."""
     try:
         raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
     except OSError:
@@ -282,8 +283,8 @@ class ProcessRunner:
                     blocked_ticks = 0
                     continue
                 if (
-                    _pipe_pending(stdin_fd) == 0
-                    and not any(_pipe_pending(fd) for fd in out_fds)
+                    pipe_pending(stdin_fd) == 0
+                    and not any(pipe_pending(fd) for fd in out_fds)
                     and blocked_reading(proc.pid, stdin_inode)
                 ):
                     blocked_ticks += 1
