@@ -129,6 +129,34 @@ async def test_languages_and_aliases_come_from_the_agents(gateway: Gateway, redi
     assert status == 404 and body["languages"] == []
 
 
+async def test_an_unknown_language_is_404_even_while_the_registry_is_rebuilt(
+    gateway: Gateway, redis: Redis
+) -> None:
+    """In the start-up grace period a language may yet arrive with an agent's heartbeat (503),
+    but a name that no registered agent knows is bad input: 404 at once."""
+    import dataclasses
+
+    from sorna.manager.config import ManagerTimings
+
+    kernels = gateway.app[K.KERNELS]
+    kernels.settings = dataclasses.replace(
+        kernels.settings, timings=ManagerTimings(startup_grace_s=3600.0)
+    )
+    api = await gateway.api()
+    create = {"lang": "cobol", "clientSessionToken": "tok-1"}
+    status, body = await api.json("POST", "/v2/kernel/create", create)
+    assert status == 503 and body["type"] == PROB + "service-unavailable", body  # no agent yet
+    await put_agent(redis, "i-one", langs="python3", max_kernels=1)
+    await redis.hset(KEYS.agent("i-one"), "unbuilt_langs", "nodejs")  # type: ignore[arg-type]
+    status, body = await api.json("POST", "/v2/kernel/create", create)
+    assert status == 404 and body["type"] == PROB + "unsupported-lang", body
+    # A language an agent knows but cannot serve may still come with another agent.
+    status, body = await api.json(
+        "POST", "/v2/kernel/create", {"lang": "nodejs", "clientSessionToken": "tok-1"}
+    )
+    assert status == 503 and body["type"] == PROB + "service-unavailable", body
+
+
 @pytest.fixture
 def mute_address() -> Iterator[str]:
     """A loopback address that accepts connections and never answers (on a free port)."""

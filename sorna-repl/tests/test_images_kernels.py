@@ -109,7 +109,7 @@ def test_image_has_every_label(kernel_images: dict[str, str | None], lang: str) 
     assert config["WorkingDir"] == C.KERNEL_WORK_DIR
     cmd = config["Cmd"]
     assert cmd[:3] == [C.KERNEL_JAIL_PATH, "-policy", C.KERNEL_POLICY_PATH]
-    assert cmd[3] == "--"
+    assert cmd[3:5] == ["-tcp-repl", "--"]
 
 
 @pytest.mark.parametrize("lang", LANGS)

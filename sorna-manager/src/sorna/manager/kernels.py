@@ -145,7 +145,11 @@ class KernelManager:
         offer = await self.registry.offer()
         lang = offer.resolve(lang_name)
         if lang is None or lang not in offer.served:
-            if self.in_grace():
+            # While heartbeats rebuild the registry, an agent with the language may yet come.
+            # A name that no registered agent knows is unknown, though: every agent lists all
+            # its kernel folders, built or not, so bad input is a 404 even then.
+            may_come = lang is not None or not (offer.served or offer.unbuilt)
+            if may_come and self.in_grace():
                 raise ServiceUnavailable("the agent registry is being rebuilt after start-up")
             raise UnsupportedLang(offer.why_not(lang_name), languages=sorted(offer.served))
         deadline = time.monotonic() + self.settings.timings.create_wait_s
