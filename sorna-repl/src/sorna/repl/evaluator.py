@@ -38,8 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .backend import KernelIO
-from .protocol import OutputOp, WaitingInputPayload, json_payload
-from .runner import blocked_reading, child_env, descendants, pipe_pending
+from .protocol import OutputOp
+from .runner import InputFeeder, child_env, descendants, pipe_pending
 
 log = logging.getLogger(__name__)
 
@@ -304,9 +304,13 @@ class PersistentEvaluator:
 
     def _pump(self, process: _Process, seq: int, frame: bytes) -> int:
         pending_cmd = frame
-        pending_input = b""
-        waiting_sent = False
-        blocked_ticks = 0
+        feeder = InputFeeder(
+            self._io,
+            write_fd=process.input_w,
+            probe_fd=process.input_r,
+            pipe_inode=process.input_inode,
+            out_fds=process.out_fds,
+        )
         limit_at: float | None = None
         selector = selectors.DefaultSelector()
         for fd in (*process.out_fds, process.report_r):
@@ -358,34 +362,7 @@ class PersistentEvaluator:
                     if time.monotonic() - limit_at > _CAP_GRACE:
                         process.signal_group(signal.SIGKILL)
                     continue
-                while (line := self._io.poll_input()) is not None:
-                    pending_input += (line + "\n").encode("utf-8")
-                    waiting_sent = False
-                if pending_input:
-                    try:
-                        pending_input = pending_input[os.write(process.input_w, pending_input) :]
-                    except BlockingIOError:
-                        pass
-                    except OSError:
-                        pending_input = b""
-                    blocked_ticks = 0
-                    continue
-                if waiting_sent or events or not self._started:
-                    blocked_ticks = 0
-                    continue
-                if (
-                    pipe_pending(process.input_r) == 0
-                    and not any(pipe_pending(fd) for fd in process.out_fds)
-                    and blocked_reading(process.pid, process.input_inode)
-                ):
-                    blocked_ticks += 1
-                else:
-                    blocked_ticks = 0
-                if blocked_ticks >= 2:
-                    waiting: WaitingInputPayload = {"is_password": False}
-                    self._io.emit(OutputOp.WAITING_INPUT, json_payload(waiting))
-                    waiting_sent = True
-                    blocked_ticks = 0
+                feeder.tick(process.pid, busy=bool(events) or not self._started)
         finally:
             selector.close()
 

@@ -141,6 +141,60 @@ def blocked_reading(root_pid: int, pipe_inode: int) -> bool:
     return False
 
 
+class InputFeeder:
+    """Feed user input to a program's stdin pipe, one tick of a pump loop at a time, and say
+    ``waiting-input`` when the program sits blocked reading that pipe with nothing to read.
+
+    ``write_fd`` is the (non-blocking) end the lines are written to, ``probe_fd`` an end whose
+    unread bytes tell whether the program has input left, ``pipe_inode`` the pipe's inode and
+    ``out_fds`` the program's output pipes (output still in flight means it is not waiting).
+    """
+
+    def __init__(
+        self, io: KernelIO, *, write_fd: int, probe_fd: int, pipe_inode: int, out_fds: Sequence[int]
+    ) -> None:
+        self._io = io
+        self._write_fd = write_fd
+        self._probe_fd = probe_fd
+        self._inode = pipe_inode
+        self._out_fds = tuple(out_fds)
+        self._pending = b""
+        self._waiting_sent = False
+        self._blocked_ticks = 0
+
+    def tick(self, pid: int, *, busy: bool) -> None:
+        """Write the lines the user gave, else look whether ``pid`` (or a descendant) waits
+        for input; ``busy``: the program showed life this tick (it is not waiting)."""
+        while (line := self._io.poll_input()) is not None:
+            self._pending += (line + "\n").encode("utf-8")
+            self._waiting_sent = False
+        if self._pending:
+            try:
+                self._pending = self._pending[os.write(self._write_fd, self._pending) :]
+            except BlockingIOError:
+                pass
+            except OSError:  # the program closed its stdin: the rest can never be read
+                self._pending = b""
+            self._blocked_ticks = 0
+            return
+        if self._waiting_sent or busy:
+            self._blocked_ticks = 0
+            return
+        if (
+            pipe_pending(self._probe_fd) == 0
+            and not any(pipe_pending(fd) for fd in self._out_fds)
+            and blocked_reading(pid, self._inode)
+        ):
+            self._blocked_ticks += 1
+        else:
+            self._blocked_ticks = 0
+        if self._blocked_ticks >= 2:
+            waiting: WaitingInputPayload = {"is_password": False}
+            self._io.emit(OutputOp.WAITING_INPUT, json_payload(waiting))
+            self._waiting_sent = True
+            self._blocked_ticks = 0
+
+
 class ProcessRunner:
     """Run commands one at a time for a backend; interruptible from another thread."""
 
@@ -240,9 +294,9 @@ class ProcessRunner:
         selector = selectors.DefaultSelector()
         for fd in out_fds:
             selector.register(fd, selectors.EVENT_READ)
-        pending_input = b""
-        waiting_sent = False
-        blocked_ticks = 0
+        feeder = InputFeeder(
+            self._io, write_fd=stdin_fd, probe_fd=stdin_fd, pipe_inode=stdin_inode, out_fds=out_fds
+        )
         exited_at: float | None = None
         try:
             while selector.get_map():
@@ -266,35 +320,7 @@ class ProcessRunner:
                     elif now - exited_at > _EXIT_GRACE:
                         break
                     continue
-                while (line := self._io.poll_input()) is not None:
-                    pending_input += (line + "\n").encode("utf-8")
-                    waiting_sent = False
-                if pending_input:
-                    try:
-                        written = os.write(stdin_fd, pending_input)
-                        pending_input = pending_input[written:]
-                    except BlockingIOError:
-                        pass
-                    except (BrokenPipeError, OSError):
-                        pending_input = b""
-                    blocked_ticks = 0
-                    continue
-                if waiting_sent or events:
-                    blocked_ticks = 0
-                    continue
-                if (
-                    pipe_pending(stdin_fd) == 0
-                    and not any(pipe_pending(fd) for fd in out_fds)
-                    and blocked_reading(proc.pid, stdin_inode)
-                ):
-                    blocked_ticks += 1
-                else:
-                    blocked_ticks = 0
-                if blocked_ticks >= 2:
-                    waiting: WaitingInputPayload = {"is_password": False}
-                    self._io.emit(OutputOp.WAITING_INPUT, json_payload(waiting))
-                    waiting_sent = True
-                    blocked_ticks = 0
+                feeder.tick(proc.pid, busy=bool(events))
         finally:
             selector.close()
 
